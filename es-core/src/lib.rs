@@ -1,0 +1,159 @@
+//! Event sourcing and CQRS for Rust.
+//!
+//! Write plain structs and methods, mark them, and the macros generate the event enum, the
+//! command enum, the fold and the dispatch; misuse is a compile error that points at your
+//! code. State is the fold of an immutable sequence of events; a command is decided by an
+//! aggregate against that state; a [`Repository`] loads, decides and appends atomically with
+//! an expected version, so concurrent writers never lose an update.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use es_core::prelude::*;
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+//! #[event(name = "AccountOpened", version = 1)]
+//! pub struct AccountOpened { pub owner: String }
+//!
+//! #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+//! pub struct MoneyDeposited { pub amount: u64 }
+//!
+//! #[derive(Command, Serialize, Deserialize, Clone, Debug)]
+//! pub struct OpenAccount { pub owner: String }
+//!
+//! #[derive(Command, Serialize, Deserialize, Clone, Debug)]
+//! pub struct Deposit { pub amount: u64 }
+//!
+//! #[derive(Debug, PartialEq)]
+//! pub enum AccountError { NotOpen, AlreadyOpen }
+//!
+//! #[derive(Aggregate, Default, Clone, Debug)]
+//! #[aggregate(name = "account", error = AccountError)]
+//! pub struct Account { open: bool, balance: u64 }
+//!
+//! #[aggregate_impl]
+//! impl Account {
+//!     #[command]
+//!     fn open(&self, cmd: OpenAccount) -> Result<AccountOpened, AccountError> {
+//!         if self.open { return Err(AccountError::AlreadyOpen); }
+//!         Ok(AccountOpened { owner: cmd.owner })
+//!     }
+//!
+//!     #[command]
+//!     fn deposit(&self, cmd: Deposit) -> Result<MoneyDeposited, AccountError> {
+//!         if !self.open { return Err(AccountError::NotOpen); }
+//!         Ok(MoneyDeposited { amount: cmd.amount })
+//!     }
+//!
+//!     #[apply]
+//!     fn opened(&mut self, _: &AccountOpened) { self.open = true; }
+//!
+//!     #[apply]
+//!     fn deposited(&mut self, e: &MoneyDeposited) { self.balance += e.amount; }
+//! }
+//!
+//! let accounts = Repository::<Account, _>::new(InMemoryStore::new());
+//! let id = uuid::Uuid::now_v7();
+//! accounts.execute(&id, OpenAccount { owner: "ada".into() }).await.unwrap();
+//! let done = accounts.execute(&id, Deposit { amount: 5 }).await.unwrap();
+//! assert_eq!(done.version, 2);
+//! assert_eq!(done.events[0].event, AccountEvent::MoneyDeposited(MoneyDeposited { amount: 5 }));
+//! assert_eq!(accounts.load(&id).await.unwrap().state.balance, 5);
+//!
+//! // A command arrives as JSON through the generated command enum.
+//! let cmd: AccountCommand = serde_json::from_str(r#"{"type": "Deposit", "amount": 10}"#).unwrap();
+//! accounts.execute(&id, cmd).await.unwrap();
+//! # });
+//! ```
+//!
+//! Features: `testing` adds [`testing::Fixture`] (given / when / then for aggregates) and the
+//! store conformance suite every store crate runs.
+
+mod codec;
+mod envelope;
+mod memory;
+mod model;
+mod position;
+mod repository;
+mod store;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use codec::{CorruptEvent, DecodeError, EncodeError};
+pub use envelope::{Envelope, Metadata, StreamId};
+pub use memory::InMemoryStore;
+pub use model::{Aggregate, AggregateRoot, Command, CommandSet, Event, EventSet};
+pub use position::{ParsePositionError, Position};
+pub use repository::{Error, Executed, Loaded, Repository};
+pub use store::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+
+/// `#[derive(Event)]`: implements [`Event`] (`#[event(name = "...", version = N)]`).
+pub use es_derive::Event;
+
+/// `#[derive(Command)]`: implements [`Command`].
+pub use es_derive::Command;
+
+/// `#[derive(Aggregate)]`: implements [`AggregateRoot`]
+/// (`#[aggregate(name = "...", id = Type, error = Type)]`).
+pub use es_derive::Aggregate;
+
+/// `#[aggregate_impl]` on the aggregate's inherent impl: implements [`Aggregate`] from its
+/// `#[command]` and `#[apply]` methods and generates the event and command enums.
+pub use es_derive::aggregate_impl;
+
+/// Everything a domain module needs, and no name of the standard prelude.
+pub mod prelude {
+    pub use crate::{
+        Aggregate, AggregateRoot, Command, CommandSet, Envelope, Event, EventSet, EventStore,
+        ExpectedVersion, InMemoryStore, Loaded, Metadata, Position, Repository, StreamId,
+        aggregate_impl,
+    };
+}
+
+/// Used by the generated code; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use serde;
+    pub use serde_json;
+
+    #[cfg(feature = "testing")]
+    pub use tokio;
+
+    use crate::{DecodeError, Event};
+
+    /// Reads one stored payload as `T`, checking the schema version.
+    ///
+    /// # Errors
+    ///
+    /// A version other than `T::VERSION`, or a payload that does not deserialize.
+    pub fn decode<T: Event>(
+        schema_version: u16,
+        payload: serde_json::Value,
+    ) -> Result<T, DecodeError> {
+        if schema_version != T::VERSION {
+            return Err(DecodeError::UnsupportedVersion {
+                stored: schema_version,
+                current: T::VERSION,
+            });
+        }
+        serde_json::from_value(payload).map_err(DecodeError::Payload)
+    }
+
+    /// `a == b` in a constant (the macros check stored names at compile time).
+    #[must_use]
+    pub const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+}

@@ -1,0 +1,294 @@
+//! [`InMemoryStore`]: the embedded default, for tests and demos, with the same semantics the
+//! PostgreSQL store has (the conformance suite runs against both).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use futures::{Stream, StreamExt, stream};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::envelope::StreamId;
+use crate::position::Position;
+use crate::store::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+
+/// How many records a read copies out per lock: reads hold memory for one batch at a time.
+const BATCH: usize = 256;
+
+/// A thread-safe event store in memory. Cloning it is cheap and shares the data.
+///
+/// Appends take a write lock for the few microseconds they need; positions are `0.n` with
+/// `n` counting from 1 in append order, so the global log has no late commits. Each stream
+/// keeps only indices into the log: appending is O(events appended) and reading a stream
+/// copies out the records read, batch by batch, never the whole stream at once.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use es_core::{EventStore, ExpectedVersion, InMemoryStore, Metadata, NewEvent, StreamId};
+/// use futures::TryStreamExt;
+///
+/// let store = InMemoryStore::new();
+/// let stream = StreamId::new("account", "1");
+/// let event = NewEvent {
+///     event_id: uuid::Uuid::now_v7(),
+///     event_type: "AccountOpened".into(),
+///     schema_version: 1,
+///     payload: serde_json::json!({ "owner": "ada" }),
+///     metadata: Metadata::default(),
+/// };
+/// let done = store.append(&stream, ExpectedVersion::NoStream, vec![event]).await.unwrap();
+/// assert_eq!(done.version, 1);
+/// let read: Vec<_> = store.read_stream(&stream, 1).try_collect().await.unwrap();
+/// assert_eq!(read[0].payload["owner"], "ada");
+/// # });
+/// ```
+#[derive(Clone, Default)]
+pub struct InMemoryStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    state: RwLock<State>,
+    /// The log's length, published after every append: subscribers wait on it.
+    head: watch::Sender<usize>,
+}
+
+#[derive(Default)]
+struct State {
+    log: Vec<Arc<RecordedEvent>>,
+    /// Per stream, the indices of its events in `log`, in version order.
+    streams: HashMap<StreamId, Vec<usize>>,
+    event_ids: HashSet<Uuid>,
+}
+
+impl std::fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.inner.read();
+        f.debug_struct("InMemoryStore")
+            .field("events", &state.log.len())
+            .field("streams", &state.streams.len())
+            .finish()
+    }
+}
+
+impl Inner {
+    // A panic while a lock is held cannot leave `State` half-written (appends validate
+    // before they mutate), so a poisoned lock is safe to keep using.
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn to_u64(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many events the store holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inner.read().log.len()
+    }
+
+    /// Whether the store holds no event.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn append_now(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        // PostgreSQL keeps microseconds; so do we, so both stores return the same instant.
+        let recorded_at: DateTime<Utc> = Utc::now().trunc_subsecs(6);
+        let mut state = self.inner.write();
+        let actual = state.streams.get(stream).map_or(0, |v| to_u64(v.len()));
+        if !expected.matches(actual) {
+            return Err(StoreError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            });
+        }
+        if events.is_empty() {
+            return Ok(Appended {
+                version: actual,
+                positions: Vec::new(),
+                recorded_at,
+            });
+        }
+        let mut fresh = HashSet::with_capacity(events.len());
+        for e in &events {
+            if state.event_ids.contains(&e.event_id) || !fresh.insert(e.event_id) {
+                return Err(StoreError::DuplicateEventId {
+                    event_id: e.event_id,
+                });
+            }
+        }
+        // Validated: from here on nothing fails, so the append is all or nothing.
+        let State {
+            log,
+            streams,
+            event_ids,
+        } = &mut *state;
+        let indices = streams.entry(stream.clone()).or_default();
+        let mut positions = Vec::with_capacity(events.len());
+        for (version, e) in (actual + 1..).zip(events) {
+            let index = log.len();
+            let position = Position::new(0, to_u64(index) + 1);
+            event_ids.insert(e.event_id);
+            log.push(Arc::new(RecordedEvent {
+                position,
+                stream: stream.clone(),
+                version,
+                event_id: e.event_id,
+                event_type: e.event_type,
+                schema_version: e.schema_version,
+                payload: e.payload,
+                metadata: e.metadata,
+                recorded_at,
+            }));
+            indices.push(index);
+            positions.push(position);
+        }
+        let version = to_u64(indices.len());
+        let head = log.len();
+        drop(state);
+        self.inner.head.send_replace(head);
+        Ok(Appended {
+            version,
+            positions,
+            recorded_at,
+        })
+    }
+
+    /// Up to `BATCH` records of the log from index `from`.
+    fn log_batch(&self, from: usize) -> Vec<RecordedEvent> {
+        let state = self.inner.read();
+        state
+            .log
+            .iter()
+            .skip(from)
+            .take(BATCH)
+            .map(|e| RecordedEvent::clone(e))
+            .collect()
+    }
+
+    /// The index in the log of the first event after `after`.
+    fn log_index_after(&self, after: Option<Position>) -> usize {
+        after.map_or(0, |p| {
+            self.inner
+                .read()
+                .log
+                .partition_point(|e| e.position <= p)
+        })
+    }
+}
+
+/// Turns a batch source into a stream of records that ends at the first empty batch.
+fn batched<F>(mut next_batch: F) -> impl Stream<Item = Result<RecordedEvent, StoreError>>
+where
+    F: FnMut() -> Vec<RecordedEvent> + Send + 'static,
+{
+    stream::iter(std::iter::from_fn(move || {
+        let batch = next_batch();
+        (!batch.is_empty()).then_some(batch)
+    }))
+    .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)))
+}
+
+impl EventStore for InMemoryStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        self.append_now(stream, expected, events)
+    }
+
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+        let store = self.clone();
+        let stream = stream.clone();
+        // Versions start at 1; `from` 0 reads from the first event too.
+        let mut next = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
+        batched(move || {
+            let state = store.inner.read();
+            let Some(indices) = state.streams.get(&stream) else {
+                return Vec::new();
+            };
+            let batch: Vec<_> = indices
+                .iter()
+                .skip(next)
+                .take(BATCH)
+                .map(|&i| RecordedEvent::clone(&state.log[i]))
+                .collect();
+            next = next.saturating_add(batch.len());
+            batch
+        })
+    }
+
+    fn read_all(
+        &self,
+        after: Option<Position>,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+        let store = self.clone();
+        let mut next = self.log_index_after(after);
+        batched(move || {
+            let batch = store.log_batch(next);
+            next += batch.len();
+            batch
+        })
+    }
+
+    fn subscribe(
+        &self,
+        after: Option<Position>,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+        let store = self.clone();
+        let next = self.log_index_after(after);
+        let head = self.inner.head.subscribe();
+        stream::unfold((store, next, head), |(store, mut next, mut head)| async move {
+            loop {
+                // Mark the head seen before reading, so an append after the read wakes us.
+                head.borrow_and_update();
+                let batch = store.log_batch(next);
+                if !batch.is_empty() {
+                    next += batch.len();
+                    return Some((batch, (store, next, head)));
+                }
+                // The sender lives as long as `store`, which we hold: this cannot fail.
+                head.changed().await.ok()?;
+            }
+        })
+        .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)))
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        Ok(self
+            .inner
+            .read()
+            .streams
+            .get(stream)
+            .map_or(0, |v| to_u64(v.len())))
+    }
+}

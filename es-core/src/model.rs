@@ -1,0 +1,110 @@
+//! The domain traits the macros implement: [`Event`], [`Command`], [`AggregateRoot`],
+//! [`Aggregate`] and the two closed sets an aggregate generates, [`EventSet`] and
+//! [`CommandSet`].
+//!
+//! Users do not implement these by hand: `#[derive(Event)]`, `#[derive(Command)]`,
+//! `#[derive(Aggregate)]` and `#[aggregate_impl]` do, and check at compile time what the
+//! trait bounds cannot say (an event applied twice, a command whose events have no
+//! `#[apply]`, two events with one stored name).
+
+use std::fmt::{Debug, Display};
+use std::str::FromStr;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::DecodeError;
+
+/// A fact that happened to an aggregate, stored forever under a stable name and version.
+///
+/// The stored name and version are a contract between services: renaming the Rust type does
+/// not change [`Event::NAME`] when `#[event(name = "...")]` is given. Events serialize to a
+/// JSON object.
+pub trait Event:
+    Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static
+{
+    /// The stored type name (default: the Rust type name).
+    const NAME: &'static str;
+    /// The schema version of this shape of the event (default 1).
+    const VERSION: u16;
+}
+
+/// A request to change an aggregate: the user's intent, decided by one `#[command]` method.
+///
+/// `Clone` because a retry after a conflict decides the same command again; serde because a
+/// command can arrive as JSON (`{"type": "Deposit", "amount": 10}` for the command enum).
+pub trait Command: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
+    /// The command's type name, also its tag in the generated command enum.
+    const NAME: &'static str;
+}
+
+/// What `#[derive(Aggregate)]` knows: the stored name, the id type and the domain error.
+///
+/// The state before the first event is `Default::default()`.
+pub trait AggregateRoot: Default + Send + Sync + 'static {
+    /// The stored type name, also the stream category (`[a-z0-9_]+`).
+    const NAME: &'static str;
+    /// The aggregate's id; a stream shows as `"{NAME}-{id}"`.
+    type Id: Display + FromStr + Clone + Send + Sync + 'static;
+    /// The domain error a command returns when it says no.
+    type Error: Send + Sync + 'static;
+}
+
+/// What `#[aggregate_impl]` generates: the fold (`apply`) and the decision (`handle`).
+pub trait Aggregate: AggregateRoot {
+    /// The generated event enum (`AccountEvent`), one variant per applied event type.
+    type Event: EventSet;
+    /// The generated command enum (`AccountCommand`), one variant per command type.
+    type Command: CommandSet;
+
+    /// Folds one event into the state. Infallible: an event is a fact.
+    fn apply(&mut self, event: &Self::Event);
+
+    /// Decides a command against the current state: the events to append, or the domain
+    /// error. Pure and synchronous; writes nothing.
+    ///
+    /// # Errors
+    ///
+    /// The domain error of the `#[command]` method, converted with `Into`.
+    fn handle(&self, command: Self::Command) -> Result<Vec<Self::Event>, Self::Error>;
+}
+
+/// The closed set of event types one aggregate applies, and their stored form.
+///
+/// The store keeps each event as (stored name, schema version, JSON payload); this trait
+/// converts both ways, so a store only stores and reads.
+pub trait EventSet: Clone + Debug + PartialEq + Send + Sync + Sized + 'static {
+    /// The stored names of every variant: the event types to subscribe to.
+    const NAMES: &'static [&'static str];
+
+    /// The stored name of this event.
+    fn name(&self) -> &'static str;
+
+    /// The schema version of this event.
+    fn schema_version(&self) -> u16;
+
+    /// The JSON payload (an object) of this event.
+    ///
+    /// # Errors
+    ///
+    /// When the event's `Serialize` implementation fails.
+    fn to_payload(&self) -> Result<serde_json::Value, serde_json::Error>;
+
+    /// Reads a stored event back.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError`] when the name is not one of [`EventSet::NAMES`], the version is not
+    /// the current one, or the payload does not deserialize.
+    fn from_stored(
+        name: &str,
+        schema_version: u16,
+        payload: serde_json::Value,
+    ) -> Result<Self, DecodeError>;
+}
+
+/// The closed set of command types one aggregate handles (the generated command enum).
+pub trait CommandSet: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
+    /// The type name of the command inside.
+    fn name(&self) -> &'static str;
+}

@@ -1,0 +1,365 @@
+//! [`Repository`]: load an aggregate (fold its stream), execute a command (load, decide,
+//! append with the loaded version as the expected one), and retry on conflict when asked.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+use uuid::Uuid;
+
+use crate::codec::{CorruptEvent, EncodeError, json_kind};
+use crate::envelope::{Envelope, Metadata, StreamId};
+use crate::model::{Aggregate, EventSet};
+use crate::position::Position;
+use crate::store::{EventStore, ExpectedVersion, NewEvent, StoreError};
+
+/// What a repository call can fail with. `E` is the aggregate's domain error.
+///
+/// It is `Debug`, and `Display + std::error::Error` when the domain error is `Display +
+/// Debug`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error<E> {
+    /// The domain said no: nothing was written. Never retried.
+    #[error("rejected: {0}")]
+    Rejected(E),
+    /// Someone appended to the stream first: nothing was written. Retried by
+    /// [`Repository::with_retry`].
+    #[error("conflict on {stream}: expected {expected}, the stream is at version {actual}")]
+    Conflict {
+        /// The aggregate's stream.
+        stream: StreamId,
+        /// The version the append expected.
+        expected: ExpectedVersion,
+        /// The version the stream was at.
+        actual: u64,
+    },
+    /// A stored event of the stream no longer reads.
+    #[error(transparent)]
+    Corrupt(#[from] Box<CorruptEvent>),
+    /// An event the command decided could not be encoded: nothing was written.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl<E> From<StoreError> for Error<E> {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict {
+                stream,
+                expected,
+                actual,
+            } => Self::Conflict {
+                stream,
+                expected,
+                actual,
+            },
+            other => Self::Store(other),
+        }
+    }
+}
+
+/// An aggregate's state and the version of its stream it was folded from.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Loaded<A> {
+    /// The state: `Default::default()` folded with every event of the stream.
+    pub state: A,
+    /// The stream's version (0: no event yet).
+    pub version: u64,
+}
+
+/// What an executed command did.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Executed<E> {
+    /// The events appended, with their versions and positions (empty: nothing appended).
+    pub events: Vec<Envelope<E>>,
+    /// The stream's version after the command.
+    pub version: u64,
+    /// The position of the last event appended (`None` when nothing was).
+    pub position: Option<Position>,
+}
+
+/// Loads aggregates and executes commands against one store.
+///
+/// `Send + Sync`, cheap to clone when the store is; its futures are `Send`. Dropping an
+/// `execute` future while it appends leaves the outcome unknown, as with any database write:
+/// load the aggregate to find out.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use es_core::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// struct Incremented { by: u32 }
+///
+/// #[derive(Command, Serialize, Deserialize, Clone, Debug)]
+/// struct Increment { by: u32 }
+///
+/// #[derive(Debug, PartialEq)]
+/// struct TooBig;
+///
+/// #[derive(Aggregate, Default, Clone, Debug)]
+/// #[aggregate(error = TooBig)]
+/// struct Counter { total: u32 }
+///
+/// #[aggregate_impl]
+/// impl Counter {
+///     #[command]
+///     fn increment(&self, cmd: Increment) -> Result<Incremented, TooBig> {
+///         if cmd.by > 100 { return Err(TooBig); }
+///         Ok(Incremented { by: cmd.by })
+///     }
+///
+///     #[apply]
+///     fn incremented(&mut self, e: &Incremented) { self.total += e.by; }
+/// }
+///
+/// let counters = Repository::<Counter, _>::new(InMemoryStore::new());
+/// let id = uuid::Uuid::now_v7();
+/// let done = counters.execute(&id, Increment { by: 2 }).await.unwrap();
+/// assert_eq!(done.version, 1);
+/// assert!(matches!(counters.execute(&id, Increment { by: 500 }).await, Err(es_core::Error::Rejected(TooBig))));
+/// assert_eq!(counters.load(&id).await.unwrap().state.total, 2);
+/// # });
+/// ```
+pub struct Repository<A, S> {
+    store: S,
+    retries: u32,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A, S: Clone> Clone for Repository<A, S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            retries: self.retries,
+            _aggregate: PhantomData,
+        }
+    }
+}
+
+impl<A, S: std::fmt::Debug> std::fmt::Debug for Repository<A, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("aggregate", &std::any::type_name::<A>())
+            .field("store", &self.store)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
+    /// A repository over `store`, with no retry.
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            retries: 0,
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// After a [`Error::Conflict`], up to `retries` more attempts, each re-loading and
+    /// re-deciding, with jittered exponential backoff from about 1 ms. Nothing else is
+    /// retried; a rejected command never is.
+    #[must_use]
+    pub fn with_retry(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The stream of the aggregate with this id: `"{A::NAME}-{id}"`.
+    pub fn stream_id(id: &A::Id) -> StreamId {
+        StreamId::new(A::NAME, id.to_string())
+    }
+
+    /// Folds the aggregate's stream into its state.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Corrupt`] naming the event that no longer reads; [`Error::Store`].
+    pub async fn load(&self, id: &A::Id) -> Result<Loaded<A>, Error<A::Error>> {
+        self.load_stream(&Self::stream_id(id)).await
+    }
+
+    async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>, Error<A::Error>> {
+        let mut state = A::default();
+        let mut version = 0;
+        let mut records = std::pin::pin!(self.store.read_stream(stream, 1));
+        while let Some(record) = records.try_next().await? {
+            let event = A::Event::from_stored(
+                &record.event_type,
+                record.schema_version,
+                record.payload,
+            )
+            .map_err(|source| {
+                Box::new(CorruptEvent {
+                    stream: record.stream.clone(),
+                    version: record.version,
+                    event_type: record.event_type.clone(),
+                    schema_version: record.schema_version,
+                    source,
+                })
+            })?;
+            state.apply(&event);
+            version = record.version;
+        }
+        Ok(Loaded { state, version })
+    }
+
+    /// Loads, decides `command`, and appends its events expecting the loaded version.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Rejected`] (nothing written), [`Error::Conflict`] (after the retries, if any),
+    /// and the load and store errors.
+    pub async fn execute(
+        &self,
+        id: &A::Id,
+        command: impl Into<A::Command>,
+    ) -> Result<Executed<A::Event>, Error<A::Error>> {
+        self.run(id, command.into(), Metadata::default(), None).await
+    }
+
+    /// [`Repository::execute`] with metadata stored on every event it appends.
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::execute`].
+    pub async fn execute_with(
+        &self,
+        id: &A::Id,
+        command: impl Into<A::Command>,
+        metadata: Metadata,
+    ) -> Result<Executed<A::Event>, Error<A::Error>> {
+        self.run(id, command.into(), metadata, None).await
+    }
+
+    /// Executes `command` only if the stream is at `expected` (an HTTP `If-Match`): the
+    /// loaded version is checked before deciding, and the append expects it too. Never
+    /// retried.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Conflict`] when the stream is not at `expected`; as [`Repository::execute`].
+    pub async fn execute_expecting(
+        &self,
+        id: &A::Id,
+        command: impl Into<A::Command>,
+        expected: ExpectedVersion,
+    ) -> Result<Executed<A::Event>, Error<A::Error>> {
+        self.run(id, command.into(), Metadata::default(), Some(expected))
+            .await
+    }
+
+    async fn run(
+        &self,
+        id: &A::Id,
+        command: A::Command,
+        metadata: Metadata,
+        expected: Option<ExpectedVersion>,
+    ) -> Result<Executed<A::Event>, Error<A::Error>> {
+        let stream = Self::stream_id(id);
+        let retries = if expected.is_some() { 0 } else { self.retries };
+        let mut attempt = 0;
+        loop {
+            let loaded = self.load_stream(&stream).await?;
+            if let Some(expected) = expected
+                && !expected.matches(loaded.version)
+            {
+                return Err(Error::Conflict {
+                    stream,
+                    expected,
+                    actual: loaded.version,
+                });
+            }
+            let events = loaded
+                .state
+                .handle(command.clone())
+                .map_err(Error::Rejected)?;
+            if events.is_empty() {
+                return Ok(Executed {
+                    events: Vec::new(),
+                    version: loaded.version,
+                    position: None,
+                });
+            }
+            let records = encode(&events, &metadata)?;
+            let ids: Vec<Uuid> = records.iter().map(|r| r.event_id).collect();
+            let append_expected = expected.unwrap_or(ExpectedVersion::Exact(loaded.version));
+            match self.store.append(&stream, append_expected, records).await {
+                Ok(appended) => {
+                    let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
+                    let first = appended.version.saturating_sub(count) + 1;
+                    let envelopes = events
+                        .into_iter()
+                        .zip(ids)
+                        .zip(appended.positions.iter().copied())
+                        .zip(first..)
+                        .map(|(((event, event_id), position), version)| Envelope {
+                            event_id,
+                            stream: stream.clone(),
+                            version,
+                            position,
+                            recorded_at: appended.recorded_at,
+                            metadata: metadata.clone(),
+                            event,
+                        })
+                        .collect();
+                    return Ok(Executed {
+                        events: envelopes,
+                        version: appended.version,
+                        position: appended.positions.last().copied(),
+                    });
+                }
+                Err(StoreError::Conflict { .. }) if attempt < retries => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// Jittered exponential backoff: about 1 ms, 2 ms, 4 ms ... capped at about 256 ms, each
+/// scaled by a random factor in [0.5, 1.5) so racing writers spread out.
+fn backoff(attempt: u32) -> Duration {
+    let base_us = 1_000u64 << attempt.min(8);
+    Duration::from_micros(base_us / 2 + fastrand::u64(0..base_us))
+}
+
+fn encode<E: EventSet>(events: &[E], metadata: &Metadata) -> Result<Vec<NewEvent>, EncodeError> {
+    events
+        .iter()
+        .map(|event| {
+            let event_type = event.name();
+            let payload = event
+                .to_payload()
+                .map_err(|source| EncodeError::Serialize { event_type, source })?;
+            if !payload.is_object() {
+                return Err(EncodeError::NotAnObject {
+                    event_type,
+                    found: json_kind(&payload),
+                });
+            }
+            Ok(NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: event_type.to_owned(),
+                schema_version: event.schema_version(),
+                payload,
+                metadata: metadata.clone(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,197 @@
+//! The [`EventStore`] trait: the narrow contract a backend implements. It appends and reads
+//! raw records (stored name, schema version, JSON payload, metadata); typed events live above
+//! it, in the [`Repository`](crate::Repository), so a new backend only stores and reads.
+//!
+//! The trait is generic (methods return `impl Future + Send` and `impl Stream + Send`), not
+//! object-safe: the repository is generic over its store anyway, and generic futures cost no
+//! allocation per call on the hot path. A `dyn` adapter can be layered on top when a program
+//! must choose its store at run time (the bank example does it with an enum instead).
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use futures::Stream;
+use uuid::Uuid;
+
+use crate::envelope::{Metadata, StreamId};
+use crate::position::Position;
+
+/// The version an append expects the stream to be at.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+pub enum ExpectedVersion {
+    /// Whatever the version: never a conflict (the store retries races itself).
+    Any,
+    /// The stream has no event yet (the same as `Exact(0)`).
+    NoStream,
+    /// The stream is at exactly this version (0: no event yet).
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream at `actual` satisfies this expectation.
+    #[must_use]
+    pub fn matches(self, actual: u64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::NoStream => actual == 0,
+            Self::Exact(n) => actual == n,
+        }
+    }
+}
+
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("any version"),
+            Self::NoStream => f.write_str("no stream"),
+            Self::Exact(n) => write!(f, "version {n}"),
+        }
+    }
+}
+
+/// An event to append: its stored form, before the store gives it a version and position.
+#[derive(Clone, PartialEq, Debug)]
+pub struct NewEvent {
+    /// The unique event id (UUID v7, set by the caller or the core).
+    pub event_id: Uuid,
+    /// The stored type name.
+    pub event_type: String,
+    /// The schema version of the payload.
+    pub schema_version: u16,
+    /// The payload, a JSON object.
+    pub payload: serde_json::Value,
+    /// Who and what caused it.
+    pub metadata: Metadata,
+}
+
+/// A stored event as the store returns it.
+#[derive(Clone, PartialEq, Debug)]
+pub struct RecordedEvent {
+    /// Its place in the global log.
+    pub position: Position,
+    /// The stream it belongs to.
+    pub stream: StreamId,
+    /// Its version in the stream (the first event is 1).
+    pub version: u64,
+    /// The unique event id.
+    pub event_id: Uuid,
+    /// The stored type name.
+    pub event_type: String,
+    /// The schema version of the payload.
+    pub schema_version: u16,
+    /// The payload, a JSON object.
+    pub payload: serde_json::Value,
+    /// Who and what caused it.
+    pub metadata: Metadata,
+    /// When the store recorded it (microsecond precision).
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// What an append did: the stream's version after it, and where its events landed.
+#[derive(Clone, PartialEq, Debug)]
+pub struct Appended {
+    /// The stream's version after the append (unchanged for an empty append).
+    pub version: u64,
+    /// The position of each appended event, in order (empty for an empty append).
+    pub positions: Vec<Position>,
+    /// When the store recorded them (one instant for the whole append).
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// What a store can fail with. Each variant carries what a caller acts on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The stream was not at the expected version; nothing was written.
+    #[error("conflict on {stream}: expected {expected}, the stream is at version {actual}")]
+    Conflict {
+        /// The stream appended to.
+        stream: StreamId,
+        /// What the append expected.
+        expected: ExpectedVersion,
+        /// The stream's version when the append was refused.
+        actual: u64,
+    },
+    /// An event id is already stored; nothing was written.
+    #[error("event id {event_id} is already stored")]
+    DuplicateEventId {
+        /// The id that clashed.
+        event_id: Uuid,
+    },
+    /// The store cannot hold a record as given (a `\u0000` in a JSONB payload, a version past
+    /// the database's integer range); nothing was written.
+    #[error("cannot store event of {stream}: {reason}")]
+    Unstorable {
+        /// The stream appended to.
+        stream: StreamId,
+        /// Why.
+        reason: String,
+    },
+    /// A stored record could not be read back (a column out of range, bad metadata JSON).
+    #[error("corrupt record in {stream} at version {version}: {reason}")]
+    Corrupt {
+        /// The stream it belongs to.
+        stream: StreamId,
+        /// Its version.
+        version: u64,
+        /// Why.
+        reason: String,
+    },
+    /// The backend failed (connection lost, timeout, ...): the outcome of a write is unknown.
+    #[error("store backend failed: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+/// An event store: appends and reads raw records.
+///
+/// Guarantees (the conformance suite in `es_core::testing::conformance` proves them for
+/// every store):
+///
+/// - `append` is atomic: all records land, in order, with versions `actual + 1 ..`, or none.
+///   For `Exact(n)` the stream must be at `n` (above the current version is a conflict, never
+///   a gap); `Any` never fails on a race with another writer. An empty append writes nothing.
+///   Only a clash on (stream, version) is a [`StoreError::Conflict`].
+/// - Reads stream in batches with bounded memory: one stream from a version (inclusive), in
+///   version order; the global log after a position (exclusive), in position order.
+/// - A subscription delivers the global log after a position, then goes on live; within a
+///   run it never skips and never repeats an event.
+///
+/// Every method returns a `Send` future or stream, and streams own what they need
+/// (`'static`), so they can move into `tokio::spawn`.
+pub trait EventStore: Clone + Send + Sync + 'static {
+    /// Appends `events` to `stream` if it is at `expected`; returns the new version and the
+    /// events' positions.
+    fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
+
+    /// The events of `stream` from version `from` (inclusive; 1 is the first), in order.
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static;
+
+    /// The global log after `after` (exclusive; `None`: from the start), in position order,
+    /// up to what is committed now.
+    fn read_all(
+        &self,
+        after: Option<Position>,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static;
+
+    /// The global log after `after`, then every later event as it commits. Never ends on its
+    /// own; drop it to stop.
+    fn subscribe(
+        &self,
+        after: Option<Position>,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static;
+
+    /// The stream's current version (0 when it has no event).
+    fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+}

@@ -1,0 +1,218 @@
+//! Test support (feature `testing`): [`Fixture`], given / when / then for one aggregate with
+//! no store, and [`conformance`], the suite every [`EventStore`](crate::EventStore) passes.
+
+pub mod conformance;
+
+use std::fmt::Debug;
+
+use crate::model::Aggregate;
+
+/// Given past events, when a command, then expect events, an error or a state.
+///
+/// A failing expectation panics with a readable diff of expected and actual.
+///
+/// ```
+/// use es_core::prelude::*;
+/// use es_core::testing::Fixture;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+/// struct Lit {}
+/// #[derive(Command, Serialize, Deserialize, Clone, Debug)]
+/// struct Light;
+/// #[derive(Debug, PartialEq)]
+/// enum LampError { AlreadyLit }
+///
+/// #[derive(Aggregate, Default, Clone, Debug)]
+/// #[aggregate(error = LampError)]
+/// struct Lamp { lit: bool }
+///
+/// #[aggregate_impl]
+/// impl Lamp {
+///     #[command]
+///     fn light(&self, _: Light) -> Result<Lit, LampError> {
+///         if self.lit { Err(LampError::AlreadyLit) } else { Ok(Lit {}) }
+///     }
+///     #[apply]
+///     fn lit(&mut self, _: &Lit) { self.lit = true; }
+/// }
+///
+/// Fixture::<Lamp>::given_nothing().when(Light).expect_events([Lit {}.into()]).expect_state(|s| s.lit);
+/// Fixture::<Lamp>::given([Lit {}.into()]).when(Light).expect_error(LampError::AlreadyLit);
+/// ```
+#[must_use = "a fixture checks nothing until `when` and an `expect_*` call"]
+pub struct Fixture<A: Aggregate> {
+    state: A,
+    given: usize,
+}
+
+impl<A: Aggregate> Fixture<A> {
+    /// Starts from `Default::default()` folded with `events`.
+    pub fn given(events: impl IntoIterator<Item = A::Event>) -> Self {
+        let mut state = A::default();
+        let mut given = 0;
+        for event in events {
+            state.apply(&event);
+            given += 1;
+        }
+        Self { state, given }
+    }
+
+    /// Starts from `Default::default()`: an aggregate with no event yet.
+    pub fn given_nothing() -> Self {
+        Self::given([])
+    }
+
+    /// Decides `command` against the state.
+    pub fn when(self, command: impl Into<A::Command>) -> Then<A> {
+        let command = command.into();
+        let result = self.state.handle(command.clone());
+        Then {
+            state: self.state,
+            given: self.given,
+            command,
+            result,
+        }
+    }
+}
+
+/// The outcome of [`Fixture::when`], to check with the `expect_*` methods. Each returns the
+/// outcome again, so checks chain.
+#[must_use = "call an `expect_*` method to check the outcome"]
+pub struct Then<A: Aggregate> {
+    state: A,
+    given: usize,
+    command: A::Command,
+    result: Result<Vec<A::Event>, A::Error>,
+}
+
+/// What a state check returns: `()` (it asserts itself) or `bool` (false fails).
+pub trait StateCheck {
+    /// Whether the check passed.
+    fn passed(self) -> bool;
+}
+
+impl StateCheck for () {
+    fn passed(self) -> bool {
+        true
+    }
+}
+
+impl StateCheck for bool {
+    fn passed(self) -> bool {
+        self
+    }
+}
+
+impl<A: Aggregate> Then<A>
+where
+    A::Error: Debug,
+{
+    fn context(&self) -> String {
+        format!(
+            "{} given {} event(s), when {:?}",
+            std::any::type_name::<A>(),
+            self.given,
+            self.command
+        )
+    }
+
+    /// The command must succeed with exactly these events, in this order.
+    ///
+    /// # Panics
+    ///
+    /// When it failed or decided other events; the message diffs expected and actual.
+    #[track_caller]
+    pub fn expect_events(self, expected: impl IntoIterator<Item = A::Event>) -> Self {
+        let expected: Vec<A::Event> = expected.into_iter().collect();
+        match &self.result {
+            Ok(actual) => pretty_assertions::assert_eq!(
+                &expected,
+                actual,
+                "\n{}: unexpected events (< expected, > actual)",
+                self.context()
+            ),
+            Err(error) => panic!(
+                "\n{}: expected events {expected:#?}\nbut the command was rejected: {error:#?}",
+                self.context()
+            ),
+        }
+        self
+    }
+
+    /// The command must be rejected with exactly this error.
+    ///
+    /// # Panics
+    ///
+    /// When it succeeded or failed otherwise; the message diffs expected and actual.
+    #[track_caller]
+    pub fn expect_error(self, expected: A::Error) -> Self
+    where
+        A::Error: PartialEq,
+    {
+        match &self.result {
+            Err(actual) => pretty_assertions::assert_eq!(
+                &expected,
+                actual,
+                "\n{}: unexpected error (< expected, > actual)",
+                self.context()
+            ),
+            Ok(events) => panic!(
+                "\n{}: expected error {expected:#?}\nbut the command succeeded with {events:#?}",
+                self.context()
+            ),
+        }
+        self
+    }
+
+    /// The command must be rejected with an error for which `check` holds.
+    ///
+    /// # Panics
+    ///
+    /// When it succeeded, or `check` returned false.
+    #[track_caller]
+    pub fn expect_error_matches(self, check: impl FnOnce(&A::Error) -> bool) -> Self {
+        match &self.result {
+            Err(actual) => assert!(
+                check(actual),
+                "\n{}: the error does not match: {actual:#?}",
+                self.context()
+            ),
+            Ok(events) => panic!(
+                "\n{}: expected an error, but the command succeeded with {events:#?}",
+                self.context()
+            ),
+        }
+        self
+    }
+
+    /// The state after the decided events are applied must pass `check`, which either
+    /// asserts itself or returns a `bool`.
+    ///
+    /// # Panics
+    ///
+    /// When the command was rejected, or `check` fails.
+    #[track_caller]
+    pub fn expect_state<R: StateCheck>(self, check: impl FnOnce(&A) -> R) -> Self
+    where
+        A: Debug + Clone,
+    {
+        let Ok(events) = &self.result else {
+            panic!(
+                "\n{}: expected a state, but the command was rejected: {:#?}",
+                self.context(),
+                self.result.as_ref().err()
+            );
+        };
+        let mut after = self.state.clone();
+        for event in events {
+            after.apply(event);
+        }
+        assert!(
+            check(&after).passed(),
+            "\n{}: the state does not match: {after:#?}",
+            self.context()
+        );
+        self
+    }
+}
