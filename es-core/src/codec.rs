@@ -29,7 +29,9 @@ pub enum DecodeError {
 
 /// A stored event that could not be read: which one, and why.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot read event {stream} version {version} of type `{event_type}` (schema version {schema_version}): {source}")]
+#[error(
+    "cannot read event {stream} version {version} of type `{event_type}` (schema version {schema_version}): {source}"
+)]
 pub struct CorruptEvent {
     /// The stream it belongs to.
     pub stream: StreamId,

@@ -116,6 +116,7 @@ pub mod prelude {
 pub mod __private {
     pub use serde;
     pub use serde_json;
+    pub use uuid::Uuid;
 
     #[cfg(feature = "testing")]
     pub use tokio;

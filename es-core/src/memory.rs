@@ -114,9 +114,10 @@ impl InMemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        // PostgreSQL keeps microseconds; so do we, so both stores return the same instant.
-        let recorded_at: DateTime<Utc> = Utc::now().trunc_subsecs(6);
         let mut state = self.inner.write();
+        // Taken under the lock, so recorded-at follows position order. PostgreSQL keeps
+        // microseconds; so do we, so both stores return the same instant.
+        let recorded_at: DateTime<Utc> = Utc::now().trunc_subsecs(6);
         let actual = state.streams.get(stream).map_or(0, |v| to_u64(v.len()));
         if !expected.matches(actual) {
             return Err(StoreError::Conflict {
@@ -177,13 +178,15 @@ impl InMemoryStore {
         })
     }
 
-    /// Up to `BATCH` records of the log from index `from`.
-    fn log_batch(&self, from: usize) -> Vec<RecordedEvent> {
+    /// Up to `BATCH` records of the log from index `from`, below index `end`.
+    fn log_batch(&self, from: usize, end: usize) -> Vec<RecordedEvent> {
         let state = self.inner.read();
+        let end = end.min(state.log.len());
         state
             .log
+            .get(from.min(end)..end)
+            .unwrap_or_default()
             .iter()
-            .skip(from)
             .take(BATCH)
             .map(|e| RecordedEvent::clone(e))
             .collect()
@@ -192,10 +195,7 @@ impl InMemoryStore {
     /// The index in the log of the first event after `after`.
     fn log_index_after(&self, after: Option<Position>) -> usize {
         after.map_or(0, |p| {
-            self.inner
-                .read()
-                .log
-                .partition_point(|e| e.position <= p)
+            self.inner.read().log.partition_point(|e| e.position <= p)
         })
     }
 }
@@ -226,9 +226,12 @@ impl EventStore for InMemoryStore {
         &self,
         stream: &StreamId,
         from: u64,
-    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<>
+    {
         let store = self.clone();
         let stream = stream.clone();
+        // Up to the stream's version now: events appended during the read are not included.
+        let end = self.inner.read().streams.get(&stream).map_or(0, Vec::len);
         // Versions start at 1; `from` 0 reads from the first event too.
         let mut next = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
         batched(move || {
@@ -237,8 +240,9 @@ impl EventStore for InMemoryStore {
                 return Vec::new();
             };
             let batch: Vec<_> = indices
+                .get(next.min(end)..end)
+                .unwrap_or_default()
                 .iter()
-                .skip(next)
                 .take(BATCH)
                 .map(|&i| RecordedEvent::clone(&state.log[i]))
                 .collect();
@@ -250,11 +254,14 @@ impl EventStore for InMemoryStore {
     fn read_all(
         &self,
         after: Option<Position>,
-    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<>
+    {
         let store = self.clone();
         let mut next = self.log_index_after(after);
+        // Up to the log's end now: events appended during the read are not included.
+        let end = self.len();
         batched(move || {
-            let batch = store.log_batch(next);
+            let batch = store.log_batch(next, end);
             next += batch.len();
             batch
         })
@@ -263,23 +270,28 @@ impl EventStore for InMemoryStore {
     fn subscribe(
         &self,
         after: Option<Position>,
-    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static {
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<>
+    {
         let store = self.clone();
         let next = self.log_index_after(after);
         let head = self.inner.head.subscribe();
-        stream::unfold((store, next, head), |(store, mut next, mut head)| async move {
-            loop {
-                // Mark the head seen before reading, so an append after the read wakes us.
-                head.borrow_and_update();
-                let batch = store.log_batch(next);
-                if !batch.is_empty() {
-                    next += batch.len();
-                    return Some((batch, (store, next, head)));
+        // Boxed: the waiting loop is an `async` block, which is not `Unpin` by itself.
+        Box::pin(stream::unfold(
+            (store, next, head),
+            |(store, mut next, mut head)| async move {
+                loop {
+                    // Mark the head seen before reading, so an append after the read wakes us.
+                    head.borrow_and_update();
+                    let batch = store.log_batch(next, usize::MAX);
+                    if !batch.is_empty() {
+                        next += batch.len();
+                        return Some((batch, (store, next, head)));
+                    }
+                    // The sender lives as long as `store`, which we hold: this cannot fail.
+                    head.changed().await.ok()?;
                 }
-                // The sender lives as long as `store`, which we hold: this cannot fail.
-                head.changed().await.ok()?;
-            }
-        })
+            },
+        ))
         .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)))
     }
 

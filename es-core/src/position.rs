@@ -89,7 +89,16 @@ mod tests {
 
     #[test]
     fn rejects_malformed_positions() {
-        for bad in ["", "1", "1.", ".1", "a.b", "1.2.3", "-1.2", "1.18446744073709551616"] {
+        for bad in [
+            "",
+            "1",
+            "1.",
+            ".1",
+            "a.b",
+            "1.2.3",
+            "-1.2",
+            "1.18446744073709551616",
+        ] {
             assert!(bad.parse::<Position>().is_err(), "{bad:?} parsed");
         }
     }

@@ -197,20 +197,17 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut version = 0;
         let mut records = std::pin::pin!(self.store.read_stream(stream, 1));
         while let Some(record) = records.try_next().await? {
-            let event = A::Event::from_stored(
-                &record.event_type,
-                record.schema_version,
-                record.payload,
-            )
-            .map_err(|source| {
-                Box::new(CorruptEvent {
-                    stream: record.stream.clone(),
-                    version: record.version,
-                    event_type: record.event_type.clone(),
-                    schema_version: record.schema_version,
-                    source,
-                })
-            })?;
+            let event =
+                A::Event::from_stored(&record.event_type, record.schema_version, record.payload)
+                    .map_err(|source| {
+                        Box::new(CorruptEvent {
+                            stream: record.stream.clone(),
+                            version: record.version,
+                            event_type: record.event_type.clone(),
+                            schema_version: record.schema_version,
+                            source,
+                        })
+                    })?;
             state.apply(&event);
             version = record.version;
         }
@@ -228,7 +225,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         id: &A::Id,
         command: impl Into<A::Command>,
     ) -> Result<Executed<A::Event>, Error<A::Error>> {
-        self.run(id, command.into(), Metadata::default(), None).await
+        self.run(id, command.into(), Metadata::default(), None)
+            .await
     }
 
     /// [`Repository::execute`] with metadata stored on every event it appends.

@@ -156,8 +156,9 @@ pub enum StoreError {
 /// - A subscription delivers the global log after a position, then goes on live; within a
 ///   run it never skips and never repeats an event.
 ///
-/// Every method returns a `Send` future or stream, and streams own what they need
-/// (`'static`), so they can move into `tokio::spawn`.
+/// Every method returns a `Send` future or stream. Streams own what they need (`'static`,
+/// borrowing neither the store nor the arguments), so they can move into `tokio::spawn`, and
+/// are `Unpin`, so `StreamExt::next` works on them without pinning.
 pub trait EventStore: Clone + Send + Sync + 'static {
     /// Appends `events` to `stream` if it is at `expected`; returns the new version and the
     /// events' positions.
@@ -173,21 +174,21 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         stream: &StreamId,
         from: u64,
-    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static;
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<Self>;
 
     /// The global log after `after` (exclusive; `None`: from the start), in position order,
     /// up to what is committed now.
     fn read_all(
         &self,
         after: Option<Position>,
-    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static;
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<Self>;
 
     /// The global log after `after`, then every later event as it commits. Never ends on its
     /// own; drop it to stop.
     fn subscribe(
         &self,
         after: Option<Position>,
-    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + 'static;
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<Self>;
 
     /// The stream's current version (0 when it has no event).
     fn stream_version(

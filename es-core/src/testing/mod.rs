@@ -64,6 +64,7 @@ impl<A: Aggregate> Fixture<A> {
     }
 
     /// Decides `command` against the state.
+    #[must_use = "call an `expect_*` method to check the outcome"]
     pub fn when(self, command: impl Into<A::Command>) -> Then<A> {
         let command = command.into();
         let result = self.state.handle(command.clone());
@@ -78,7 +79,6 @@ impl<A: Aggregate> Fixture<A> {
 
 /// The outcome of [`Fixture::when`], to check with the `expect_*` methods. Each returns the
 /// outcome again, so checks chain.
-#[must_use = "call an `expect_*` method to check the outcome"]
 pub struct Then<A: Aggregate> {
     state: A,
     given: usize,

@@ -1,0 +1,3 @@
+//! The store conformance suite against [`InMemoryStore`](es_core::InMemoryStore).
+
+es_core::conformance_tests!(async || es_core::InMemoryStore::new());

@@ -1,0 +1,55 @@
+//! `#[derive(Aggregate)]`: `impl AggregateRoot` with the stored name, id and error types.
+
+use proc_macro2::TokenStream;
+use quote::{quote, quote_spanned};
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, Fields};
+
+use crate::attr::{self, snake_case};
+use crate::ctxt::Ctxt;
+use crate::expand::{data_kind, krate, with_errors};
+
+pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let attrs = attr::aggregate_attrs(&cx, &input.attrs);
+    if !matches!(&input.data, Data::Struct(s) if matches!(s.fields, Fields::Named(_) | Fields::Unit))
+    {
+        let (found, span) = data_kind(input);
+        cx.error_at(
+            span,
+            format!(
+                "`#[derive(Aggregate)]` expects a struct with named fields or a unit struct (`struct {} {{ .. }}`): the aggregate's state; found {found}",
+                input.ident
+            ),
+        );
+    }
+    let krate = krate(attrs.krate.as_ref());
+    let ident = &input.ident;
+    let name = attrs
+        .name
+        .map_or_else(|| snake_case(&ident.to_string()), |lit| lit.value());
+    let id = attrs.id.map_or_else(
+        || quote!(#krate::__private::Uuid),
+        |ty| quote_spanned!(ty.span()=> #ty),
+    );
+    let Some(error) = attrs.error else {
+        cx.error_at(
+            ident.span(),
+            format!(
+                "`#[derive(Aggregate)]` needs the domain error its commands return: add `#[aggregate(error = {ident}Error)]` (naming your error type)"
+            ),
+        );
+        return with_errors(cx, TokenStream::new());
+    };
+    let error = quote_spanned!(error.span()=> #error);
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let tokens = quote_spanned! {ident.span()=>
+        #[automatically_derived]
+        impl #impl_generics #krate::AggregateRoot for #ident #ty_generics #where_clause {
+            const NAME: &'static str = #name;
+            type Id = #id;
+            type Error = #error;
+        }
+    };
+    with_errors(cx, tokens)
+}

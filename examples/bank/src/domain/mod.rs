@@ -1,0 +1,4 @@
+//! The bank's domain. Each aggregate lives in its own module; services (accounts today,
+//! transfers and statements later) share only the events declared here.
+
+pub mod account;

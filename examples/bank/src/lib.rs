@@ -1,0 +1,6 @@
+//! The banking platform example: the domain (`domain`) and the scripted demo (`scenario`)
+//! that `cargo run -p bank` prints. Later services (transfers, statements) join here and
+//! share only the events of `domain`.
+
+pub mod domain;
+pub mod scenario;

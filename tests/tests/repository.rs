@@ -1,0 +1,362 @@
+//! The repository end to end on the in-memory store, with the bank's `Account`: what
+//! `execute` returns matches what is stored, rejections and conflicts write nothing, retries
+//! conserve money, and stored events that no longer read are typed errors naming the stream,
+//! version and type.
+
+use std::sync::Arc;
+
+use bank::domain::account::{
+    Account, AccountError, AccountEvent, AccountId, Deposit, MoneyDeposited, OpenAccount, Withdraw,
+};
+use es_core::prelude::*;
+use es_core::{DecodeError, EncodeError, Error, NewEvent};
+use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+fn accounts(store: &InMemoryStore) -> Repository<Account, InMemoryStore> {
+    Repository::new(store.clone())
+}
+
+async fn opened(store: &InMemoryStore) -> AccountId {
+    let id = AccountId::new();
+    accounts(store)
+        .execute(
+            &id,
+            OpenAccount {
+                owner: "ada".into(),
+            },
+        )
+        .await
+        .expect("opens");
+    id
+}
+
+#[tokio::test]
+async fn executed_envelopes_match_the_stored_records() {
+    let store = InMemoryStore::new();
+    let id = opened(&store).await;
+    let correlation = Uuid::now_v7();
+    let done = accounts(&store)
+        .execute_with(
+            &id,
+            Deposit { amount: 25 },
+            Metadata::default()
+                .correlation_id(correlation)
+                .actor("teller-1"),
+        )
+        .await
+        .expect("deposits");
+    assert_eq!(done.version, 2);
+    assert_eq!(done.events.len(), 1);
+    let envelope = &done.events[0];
+    assert_eq!(done.position, Some(envelope.position));
+    assert_eq!(
+        envelope.event,
+        AccountEvent::MoneyDeposited(MoneyDeposited { amount: 25 })
+    );
+
+    let stream = Repository::<Account, InMemoryStore>::stream_id(&id);
+    let stored: Vec<_> = store
+        .read_stream(&stream, 2)
+        .try_collect()
+        .await
+        .expect("reads");
+    assert_eq!(stored.len(), 1);
+    let record = &stored[0];
+    assert_eq!(record.event_id, envelope.event_id);
+    assert_eq!(record.version, envelope.version);
+    assert_eq!(record.position, envelope.position);
+    assert_eq!(record.recorded_at, envelope.recorded_at);
+    assert_eq!(record.stream, envelope.stream);
+    assert_eq!(record.event_type, "MoneyDeposited");
+    assert_eq!(record.payload, serde_json::json!({ "amount": 25 }));
+    assert_eq!(record.metadata.correlation_id, Some(correlation));
+    assert_eq!(record.metadata.actor.as_deref(), Some("teller-1"));
+    assert_eq!(envelope.metadata, record.metadata);
+    assert_eq!(
+        envelope.event_id.get_version_num(),
+        7,
+        "event ids are UUID v7"
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_command_writes_nothing() {
+    let store = InMemoryStore::new();
+    let id = opened(&store).await;
+    let before = store.len();
+    let err = accounts(&store)
+        .execute(&id, Withdraw { amount: 1 })
+        .await
+        .expect_err("no funds");
+    assert!(
+        matches!(
+            err,
+            Error::Rejected(AccountError::InsufficientFunds {
+                balance: 0,
+                requested: 1
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(store.len(), before);
+    assert_eq!(accounts(&store).load(&id).await.expect("loads").version, 1);
+}
+
+#[tokio::test]
+async fn execute_expecting_a_stale_version_is_a_conflict_and_is_never_retried() {
+    let store = InMemoryStore::new();
+    let id = opened(&store).await;
+    let repo = accounts(&store).with_retry(5);
+    repo.execute(&id, Deposit { amount: 1 }).await.expect("v2");
+    let err = repo
+        .execute_expecting(&id, Deposit { amount: 1 }, ExpectedVersion::Exact(1))
+        .await
+        .expect_err("stale");
+    match err {
+        Error::Conflict {
+            stream,
+            expected,
+            actual,
+        } => {
+            assert_eq!(stream.to_string(), format!("account-{id}"));
+            assert_eq!(expected, ExpectedVersion::Exact(1));
+            assert_eq!(actual, 2);
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    assert_eq!(store.len(), 2, "the conflict wrote nothing");
+    let done = repo
+        .execute_expecting(&id, Deposit { amount: 1 }, ExpectedVersion::Exact(2))
+        .await
+        .expect("current version");
+    assert_eq!(done.version, 3);
+    assert!(
+        accounts(&store)
+            .execute_expecting(
+                &AccountId::new(),
+                OpenAccount { owner: "bo".into() },
+                ExpectedVersion::NoStream
+            )
+            .await
+            .is_ok()
+    );
+}
+
+/// 32 tasks deposit into one account. Without retry some lose with a typed conflict and
+/// write nothing; with retry all land. Either way the balance is the sum of accepted deposits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_deposits_conserve_money() {
+    for retries in [0, 100] {
+        let store = InMemoryStore::new();
+        let id = opened(&store).await;
+        let repo = Arc::new(accounts(&store).with_retry(retries));
+        let tasks: Vec<_> = (1..=32u64)
+            .map(|amount| {
+                let repo = Arc::clone(&repo);
+                tokio::spawn(async move {
+                    tokio::task::yield_now().await;
+                    (amount, repo.execute(&id, Deposit { amount }).await)
+                })
+            })
+            .collect();
+        let (mut accepted, mut sum, mut conflicts) = (0, 0, 0);
+        for task in tasks {
+            match task.await.expect("task") {
+                (amount, Ok(_)) => {
+                    accepted += 1;
+                    sum += amount;
+                }
+                (
+                    _,
+                    Err(Error::Conflict {
+                        actual, expected, ..
+                    }),
+                ) => {
+                    assert!(matches!(expected, ExpectedVersion::Exact(v) if v < actual));
+                    conflicts += 1;
+                }
+                (_, Err(other)) => panic!("unexpected {other:?}"),
+            }
+        }
+        let loaded = accounts(&store).load(&id).await.expect("loads");
+        assert_eq!(loaded.state.balance(), sum, "retries={retries}");
+        assert_eq!(loaded.version, 1 + accepted, "retries={retries}");
+        assert_eq!(accepted + conflicts, 32);
+        if retries > 0 {
+            assert_eq!(accepted, 32, "with retry every deposit lands");
+        }
+    }
+}
+
+async fn append_raw(
+    store: &InMemoryStore,
+    id: &AccountId,
+    event_type: &str,
+    version: u16,
+    payload: serde_json::Value,
+) {
+    let stream = Repository::<Account, InMemoryStore>::stream_id(id);
+    store
+        .append(
+            &stream,
+            ExpectedVersion::Any,
+            vec![NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: event_type.into(),
+                schema_version: version,
+                payload,
+                metadata: Metadata::default(),
+            }],
+        )
+        .await
+        .expect("raw append");
+}
+
+#[tokio::test]
+async fn stored_events_that_no_longer_read_name_stream_version_and_type() {
+    let cases: [(&str, u16, serde_json::Value); 3] = [
+        ("MoneyTeleported", 1, serde_json::json!({ "amount": 1 })),
+        ("MoneyDeposited", 1, serde_json::json!({ "amount": "lots" })),
+        ("MoneyDeposited", 9, serde_json::json!({ "amount": 1 })),
+    ];
+    for (event_type, schema_version, payload) in cases {
+        let store = InMemoryStore::new();
+        let id = opened(&store).await;
+        append_raw(&store, &id, event_type, schema_version, payload).await;
+        let err = accounts(&store).load(&id).await.expect_err("corrupt");
+        let Error::Corrupt(corrupt) = &err else {
+            panic!("expected Corrupt, got {err:?}");
+        };
+        assert_eq!(corrupt.stream.to_string(), format!("account-{id}"));
+        assert_eq!(corrupt.version, 2);
+        assert_eq!(corrupt.event_type, event_type);
+        assert_eq!(corrupt.schema_version, schema_version);
+        match (event_type, schema_version, &corrupt.source) {
+            ("MoneyTeleported", _, DecodeError::UnknownType { expected }) => {
+                assert!(expected.contains(&"MoneyDeposited"));
+            }
+            (_, 1, DecodeError::Payload(_)) => {}
+            (
+                _,
+                9,
+                DecodeError::UnsupportedVersion {
+                    stored: 9,
+                    current: 1,
+                },
+            ) => {}
+            other => panic!("wrong decode error {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains(&format!("account-{id}")), "{message}");
+        assert!(message.contains("version 2"), "{message}");
+        assert!(message.contains(event_type), "{message}");
+        // A command on the corrupt stream fails the same way and writes nothing.
+        let before = store.len();
+        assert!(matches!(
+            accounts(&store).execute(&id, Deposit { amount: 1 }).await,
+            Err(Error::Corrupt(_))
+        ));
+        assert_eq!(store.len(), before);
+    }
+}
+
+/// An event whose `Serialize` does not produce a JSON object.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+struct Weird {}
+
+impl Serialize for Weird {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("weird")
+    }
+}
+
+impl es_core::Event for Weird {
+    const NAME: &'static str = "Weird";
+    const VERSION: u16 = 1;
+}
+
+#[derive(Command, Serialize, Deserialize, Clone, Debug)]
+struct DoWeird;
+
+#[derive(Command, Serialize, Deserialize, Clone, Debug)]
+struct DoNothing;
+
+#[derive(Debug)]
+struct Never;
+
+#[derive(Aggregate, Default)]
+#[aggregate(error = Never)]
+struct Oddity;
+
+#[aggregate_impl]
+impl Oddity {
+    #[command]
+    fn weird(&self, _: DoWeird) -> Result<Weird, Never> {
+        Ok(Weird {})
+    }
+
+    #[command]
+    fn nothing(&self, _: DoNothing) -> Result<(), Never> {
+        Ok(())
+    }
+
+    #[apply]
+    fn applied(&mut self, _: &Weird) {}
+}
+
+#[tokio::test]
+async fn an_event_that_is_not_a_json_object_is_an_encode_error_and_writes_nothing() {
+    let store = InMemoryStore::new();
+    let repo = Repository::<Oddity, _>::new(store.clone());
+    let err = repo
+        .execute(&Uuid::now_v7(), DoWeird)
+        .await
+        .expect_err("not an object");
+    assert!(
+        matches!(
+            err,
+            Error::Encode(EncodeError::NotAnObject {
+                event_type: "Weird",
+                found: "string"
+            })
+        ),
+        "{err:?}"
+    );
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn a_command_that_emits_nothing_appends_nothing() {
+    let store = InMemoryStore::new();
+    let repo = Repository::<Oddity, _>::new(store.clone());
+    let done = repo.execute(&Uuid::now_v7(), DoNothing).await.expect("ok");
+    assert!(done.events.is_empty());
+    assert_eq!(done.version, 0);
+    assert_eq!(done.position, None);
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn a_subscriber_sees_every_executed_event_in_order() {
+    let store = InMemoryStore::new();
+    let mut feed = store.subscribe(None);
+    let id = opened(&store).await;
+    let repo = accounts(&store);
+    for amount in 1..=20 {
+        repo.execute(&id, Deposit { amount })
+            .await
+            .expect("deposit");
+    }
+    let mut versions = Vec::new();
+    while versions.len() < 21 {
+        let record = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
+            .await
+            .expect("live event within 10s")
+            .expect("stream goes on")
+            .expect("no error");
+        versions.push(record.version);
+    }
+    assert_eq!(versions, (1..=21).collect::<Vec<u64>>());
+}

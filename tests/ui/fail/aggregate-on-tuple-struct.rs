@@ -1,0 +1,10 @@
+use es_core::prelude::*;
+
+#[derive(Debug)]
+struct AccountError;
+
+#[derive(Aggregate, Default)]
+#[aggregate(error = AccountError)]
+struct Account(u64);
+
+fn main() {}

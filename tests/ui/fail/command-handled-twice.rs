@@ -1,0 +1,35 @@
+use es_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Opened {}
+
+#[derive(Command, Serialize, Deserialize, Clone, Debug)]
+struct Open;
+
+#[derive(Debug)]
+struct AccountError;
+
+#[derive(Aggregate, Default)]
+#[aggregate(error = AccountError)]
+struct Account { open: bool }
+
+#[aggregate_impl]
+impl Account {
+    #[command]
+    fn open(&self, _: Open) -> Result<Opened, AccountError> {
+        Ok(Opened {})
+    }
+
+    #[command]
+    fn open_again(&self, _: Open) -> Result<(), AccountError> {
+        Ok(())
+    }
+
+    #[apply]
+    fn opened(&mut self, _: &Opened) {
+        self.open = true;
+    }
+}
+
+fn main() {}
