@@ -1,0 +1,250 @@
+//! Subscribing: history, then live events, in position order, each once; resuming.
+
+use super::*;
+
+/// A subscription delivers the events after its position, then live ones appended later, in
+/// position order, each exactly once.
+pub async fn subscribe_delivers_history_then_live_events_once<S: EventStore>(store: S) {
+    let stream = stream_id();
+    let history = events(1, 4);
+    let h = append(&store, &stream, ExpectedVersion::NoStream, history.clone()).await;
+    let history = recorded(&history, &stream, 1, &h);
+
+    let mut from_start = subscribe(&store, None, &[&stream], "history then live");
+    assert_records(
+        &from_start.take(3).await,
+        &history,
+        "subscribe(None) must deliver the stored events first",
+    );
+    let mut after_first = subscribe(
+        &store,
+        Some(h.positions[0]),
+        &[&stream],
+        "history then live",
+    );
+    assert_records(
+        &after_first.take(2).await,
+        &history[1..],
+        "subscribe(after event 1) must deliver events 2 and 3 (exclusive)",
+    );
+
+    // Both subscriptions are live now; append while they wait.
+    let live: Vec<Vec<NewEvent>> = vec![events(4, 5), events(5, 7), events(7, 8), events(8, 10)];
+    let appender = tokio::spawn({
+        let store = store.clone();
+        let stream = stream.clone();
+        let live = live.clone();
+        async move {
+            let mut want = Vec::new();
+            let mut version = 3;
+            for batch in live {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let a = append(
+                    &store,
+                    &stream,
+                    ExpectedVersion::Exact(version),
+                    batch.clone(),
+                )
+                .await;
+                want.extend(recorded(&batch, &stream, version + 1, &a));
+                version = a.version;
+            }
+            want
+        }
+    });
+    let got_after_first = after_first.take(6).await;
+    let got_from_start = from_start.take(6).await;
+    let want = join(appender, "the appender").await;
+    assert_records(
+        &got_after_first,
+        &want,
+        "subscribe(after event 1): the live events, in order, once each",
+    );
+    assert_records(
+        &got_from_start,
+        &want,
+        "subscribe(None): the live events, in order, once each",
+    );
+
+    // Nothing of ours is repeated: the next event of the stream is a new one.
+    let last = events(100, 101);
+    let a = append(&store, &stream, ExpectedVersion::Exact(9), last.clone()).await;
+    let last = recorded(&last, &stream, 10, &a);
+    assert_records(
+        &after_first.take(1).await,
+        &last,
+        "subscribe(after event 1): after the live events, the next one (no repeat)",
+    );
+    assert_records(
+        &from_start.take(1).await,
+        &last,
+        "subscribe(None): after the live events, the next one (no repeat)",
+    );
+}
+
+/// Two subscriptions running at the same time see the same sequence of events while
+/// appends go on.
+pub async fn concurrent_subscribers_see_the_same_sequence<S: EventStore>(store: S) {
+    const BATCHES: u64 = 15;
+    const PER_BATCH: u64 = 2;
+    let streams = [stream_id(), stream_id(), stream_id()];
+    let anchor = append(&store, &streams[0], ExpectedVersion::NoStream, events(0, 1)).await;
+    let after = anchor.positions[0];
+    let total = usize::try_from(BATCHES * PER_BATCH).expect("a small count");
+
+    let start = Arc::new(Barrier::new(3));
+    let subscriber = |name: &'static str| {
+        let store = store.clone();
+        let streams = streams.clone();
+        let start = Arc::clone(&start);
+        tokio::spawn(async move {
+            let mine: Vec<&StreamId> = streams.iter().collect();
+            let mut sub = subscribe(&store, Some(after), &mine, name);
+            start.wait().await;
+            let got = sub.take(total).await;
+            (got, sub.seen)
+        })
+    };
+    let first = subscriber("first of two subscribers");
+    let second = subscriber("second of two subscribers");
+    let appender = tokio::spawn({
+        let store = store.clone();
+        let streams = streams.clone();
+        let start = Arc::clone(&start);
+        async move {
+            start.wait().await;
+            let mut want = Vec::new();
+            for k in 0..BATCHES {
+                let i = usize::try_from(k % 3).expect("a small index");
+                let batch = events(k * PER_BATCH + 1, (k + 1) * PER_BATCH + 1);
+                let version = stream_version(&store, &streams[i]).await;
+                let a = append(
+                    &store,
+                    &streams[i],
+                    ExpectedVersion::Exact(version),
+                    batch.clone(),
+                )
+                .await;
+                want.extend(recorded(&batch, &streams[i], version + 1, &a));
+                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            want
+        }
+    });
+    let want = join(appender, "the appender").await;
+    let (got1, seen1) = join(first, "the first subscriber").await;
+    let (got2, seen2) = join(second, "the second subscriber").await;
+    assert_records(
+        &got1,
+        &want,
+        "the first subscriber: every appended event, in order, once",
+    );
+    assert_records(
+        &got2,
+        &want,
+        "the second subscriber: every appended event, in order, once",
+    );
+    assert_eq!(
+        seen1, seen2,
+        "both subscribers must see the same global sequence of positions up to the last \
+         appended event"
+    );
+}
+
+/// Resuming a subscription after a position it delivered, in history or live, continues
+/// with exactly the next event.
+pub async fn subscribe_resumes_after_a_position<S: EventStore>(store: S) {
+    let mark = mark(&store).await;
+    let stream = stream_id();
+    let mut want = Vec::new();
+    for (batch, first_version) in [(events(1, 4), 1), (events(4, 7), 4), (events(7, 11), 7)] {
+        let a = append(
+            &store,
+            &stream,
+            ExpectedVersion::Exact(first_version - 1),
+            batch.clone(),
+        )
+        .await;
+        want.extend(recorded(&batch, &stream, first_version, &a));
+    }
+
+    // Resume from a position in the history.
+    let mut sub = subscribe(
+        &store,
+        Some(want[1].position),
+        &[&stream],
+        "resume in history",
+    );
+    assert_records(
+        &sub.take(1).await,
+        &want[2..3],
+        "subscribe(after event 2): event 3 next",
+    );
+    drop(sub);
+
+    let mut sub = subscribe(&store, Some(mark), &[&stream], "resume");
+    assert_records(&sub.take(4).await, &want[..4], "the first 4 events");
+    let live = [
+        events(11, 13),
+        events(13, 14),
+        events(14, 17),
+        events(17, 19),
+        events(19, 21),
+    ];
+    let appender = tokio::spawn({
+        let store = store.clone();
+        let stream = stream.clone();
+        async move {
+            let mut want = Vec::new();
+            let mut version = 10;
+            for batch in live {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let a = append(
+                    &store,
+                    &stream,
+                    ExpectedVersion::Exact(version),
+                    batch.clone(),
+                )
+                .await;
+                want.extend(recorded(&batch, &stream, version + 1, &a));
+                version = a.version;
+            }
+            want
+        }
+    });
+    let got = sub.take(8).await;
+    drop(sub);
+    want.extend(join(appender, "the appender").await);
+    assert_eq!(want.len(), 20);
+    assert_records(&got, &want[4..12], "events 5 to 12");
+
+    // Resume after the last delivered event (event 12: live when delivered).
+    let mid = got[7].position;
+    let mut resumed = subscribe(&store, Some(mid), &[&stream], "resume after event 12");
+    assert_records(
+        &resumed.take(8).await,
+        &want[12..],
+        "resuming after event 12 must continue with exactly events 13 to 20",
+    );
+    // Resume after the very last event: only what comes next.
+    let mut at_end = subscribe(
+        &store,
+        Some(want[19].position),
+        &[&stream],
+        "resume at the end",
+    );
+    let next = events(100, 101);
+    let a = append(&store, &stream, ExpectedVersion::Exact(20), next.clone()).await;
+    let next = recorded(&next, &stream, 21, &a);
+    assert_records(
+        &at_end.take(1).await,
+        &next,
+        "resuming after the last event must deliver the next appended one",
+    );
+    assert_records(
+        &resumed.take(1).await,
+        &next,
+        "the resumed subscription, after event 20: the next appended one (no repeat)",
+    );
+}
