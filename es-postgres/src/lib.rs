@@ -1,4 +1,251 @@
 //! PostgreSQL event store for `es-core`.
 //!
-//! Not built yet: this crate compiles empty until its own issue lands `PostgresStore`
-//! (sqlx, migrations, a gap-free global log ordered by transaction id and sequence).
+//! [`PostgresStore`] implements [`es_core::EventStore`] on sqlx and passes the es-core
+//! conformance suite. One `events` table, created by embedded, versioned migrations in a
+//! schema of your choice:
+//!
+//! - **Appends** are one statement (one round trip): the expected version is checked in the
+//!   same `INSERT ... SELECT`, the events travel as arrays (`UNNEST`), and a racing writer
+//!   surfaces as a unique violation on `(category, stream_id, version)`, which becomes
+//!   [`StoreError::Conflict`](es_core::StoreError::Conflict) with the actual version. No table
+//!   lock, no `ON CONFLICT DO NOTHING`.
+//! - **The global log** is ordered by (writer's transaction id, sequence value), and readers
+//!   take only rows whose transaction is below `pg_snapshot_xmin(pg_current_snapshot())`,
+//!   computed in the same statement. Every transaction below that horizon has ended, so no
+//!   event can later commit behind a reader: subscribers never skip a late commit and never
+//!   see one twice, with no timeout and no gap-skipping guess. A [`Position`] is that pair.
+//! - **Subscriptions** wake on a local signal (same process), on `LISTEN` (other
+//!   processes; the `NOTIFY` is sent after the append commits, coalesced, never inside it),
+//!   and poll as well, because a notification can be lost on reconnect.
+//!
+//! The costs, and what to do about them:
+//!
+//! - A long-open write transaction anywhere on the server holds every subscriber back (it
+//!   never loses an event): [`PostgresStore::horizon`] names the backend holding it.
+//! - Transaction ids restart lower after a dump and restore (or a logical-replication
+//!   upgrade): positions of the new cluster must sort after the old ones. Before taking
+//!   traffic on a restored cluster, burn transaction ids until `pg_current_xact_id()` exceeds
+//!   the highest `transaction_id` restored (e.g. a loop of `SELECT pg_current_xact_id();
+//!   COMMIT` in a `DO` block), or reset subscribers' checkpoints and rebuild their read
+//!   models.
+//! - Behind a transaction-pooling proxy (PgBouncer), `LISTEN` does not work: turn it off
+//!   with [`PostgresStore::with_listen`] and subscribers poll. Migrations take a session
+//!   lock: run [`PostgresStore::migrate`] apart, on a direct connection.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use es_postgres::PostgresStore;
+//! // Own pool, runs the migrations:
+//! let store = PostgresStore::connect("postgres://postgres@127.0.0.1/test").await?;
+//! // Or your pool and schema, migrating apart:
+//! let pool = sqlx::PgPool::connect("postgres://postgres@127.0.0.1/test").await?;
+//! let store = PostgresStore::new(pool).with_schema("bank")?;
+//! store.migrate().await?;
+//! # Ok(()) }
+//! ```
+
+mod append;
+mod error;
+mod read;
+mod schema;
+mod wake;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use es_core::{
+    Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamId,
+};
+use futures::Stream;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+pub use error::PostgresError;
+pub use read::{Holder, Horizon};
+
+use schema::Statements;
+
+/// How many records a read fetches per query: memory stays bounded by one batch.
+const DEFAULT_BATCH: i64 = 500;
+
+/// How often an idle subscription polls when no wake-up arrives.
+const DEFAULT_POLL: Duration = Duration::from_millis(500);
+
+/// An event store in PostgreSQL. Cheap to clone (it shares the pool).
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: PgPool,
+    sql: Statements,
+    batch: i64,
+    poll: Duration,
+    listen: bool,
+    wake: wake::Wake,
+}
+
+impl PostgresStore {
+    /// Connects with its own pool to `url`, in schema `public`, and runs the migrations.
+    ///
+    /// # Errors
+    ///
+    /// When the server is unreachable or a migration fails.
+    pub async fn connect(url: &str) -> Result<Self, PostgresError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(32)
+            .connect(url)
+            .await
+            .map_err(PostgresError::Connect)?;
+        let store = Self::new(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// A store on your pool, in schema `public`. Run [`PostgresStore::migrate`] once before
+    /// use (apart from a transaction-pooling proxy: migrations take a session lock).
+    #[must_use]
+    pub fn new(pool: PgPool) -> Self {
+        Self::build(pool, "public", DEFAULT_BATCH, DEFAULT_POLL, true)
+    }
+
+    fn build(pool: PgPool, schema: &str, batch: i64, poll: Duration, listen: bool) -> Self {
+        let sql = Statements::new(schema);
+        let wake = wake::Wake::new(pool.clone(), sql.channel.clone());
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                sql,
+                batch,
+                poll,
+                listen,
+                wake,
+            }),
+        }
+    }
+
+    fn rebuild(&self, schema: &str, batch: i64, poll: Duration, listen: bool) -> Self {
+        Self::build(self.inner.pool.clone(), schema, batch, poll, listen)
+    }
+
+    /// The same store in another schema: `[a-z_][a-z0-9_]*`, at most 48 bytes. The name is
+    /// validated and quoted into every statement once, here.
+    ///
+    /// # Errors
+    ///
+    /// [`PostgresError::InvalidSchema`] for any other name.
+    pub fn with_schema(self, schema: &str) -> Result<Self, PostgresError> {
+        schema::validate(schema)?;
+        let i = &self.inner;
+        Ok(self.rebuild(schema, i.batch, i.poll, i.listen))
+    }
+
+    /// How many records one read query fetches (default 500; at least 1).
+    #[must_use]
+    pub fn with_batch_size(self, batch: u32) -> Self {
+        let i = &self.inner;
+        self.rebuild(&i.sql.schema, i64::from(batch.max(1)), i.poll, i.listen)
+    }
+
+    /// How often an idle subscription polls (default 500 ms).
+    #[must_use]
+    pub fn with_poll_interval(self, poll: Duration) -> Self {
+        let i = &self.inner;
+        self.rebuild(&i.sql.schema, i.batch, poll, i.listen)
+    }
+
+    /// Whether subscriptions `LISTEN` for appends of other processes (default true). Turn
+    /// it off behind a transaction-pooling proxy; subscriptions then poll.
+    #[must_use]
+    pub fn with_listen(self, listen: bool) -> Self {
+        let i = &self.inner;
+        self.rebuild(&i.sql.schema, i.batch, i.poll, listen)
+    }
+
+    /// The pool.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The schema.
+    #[must_use]
+    pub fn schema(&self) -> &str {
+        &self.inner.sql.schema
+    }
+
+    /// Creates the schema if needed and runs the embedded migrations in it, on a connection
+    /// of its own (the migration lock is session-level), then closes that connection.
+    ///
+    /// # Errors
+    ///
+    /// When the server is unreachable or a migration fails.
+    pub async fn migrate(&self) -> Result<(), PostgresError> {
+        let schema = &self.inner.sql.schema;
+        let options: PgConnectOptions = (*self.inner.pool.connect_options()).clone();
+        // search_path only on this private connection, for the unqualified names of the
+        // migration files; it is closed right after.
+        let mut conn = options
+            .options([("search_path", schema.as_str())])
+            .connect()
+            .await
+            .map_err(PostgresError::Connect)?;
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.create_schema(schema.clone());
+        let result = migrator.run(&mut conn).await;
+        let _ = conn.close().await;
+        result.map_err(PostgresError::Migrate)
+    }
+
+    /// The global log's horizon: the oldest transaction still running on the server (which
+    /// every subscriber waits behind), with the backend that holds it.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn horizon(&self) -> Result<Horizon, StoreError> {
+        read::horizon(&self.inner).await
+    }
+}
+
+impl EventStore for PostgresStore {
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        append::append(&self.inner, stream, expected, events).await
+    }
+
+    fn read_stream(
+        &self,
+        stream: &StreamId,
+        from: u64,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<>
+    {
+        read::read_stream(Arc::clone(&self.inner), stream.clone(), from)
+    }
+
+    fn read_all(
+        &self,
+        after: Option<Position>,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<>
+    {
+        read::read_all(Arc::clone(&self.inner), after)
+    }
+
+    fn subscribe(
+        &self,
+        after: Option<Position>,
+    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<>
+    {
+        read::subscribe(Arc::clone(&self.inner), after)
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        append::stream_version(&self.inner, stream).await
+    }
+}

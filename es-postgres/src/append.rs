@@ -1,0 +1,200 @@
+//! Appends: one `INSERT ... SELECT ... UNNEST` per call that checks the expected version
+//! and writes every event, atomically. A clash on (stream, version) is the conflict; `Any`
+//! retries it; an event id already stored is its own error.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use es_core::{Appended, ExpectedVersion, NewEvent, Position, StoreError, StreamId};
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::Inner;
+use crate::error::{backend, unique_violation};
+
+/// How often an `Any` append retries a race before giving up with the conflict (each retry
+/// means another writer made progress).
+const ANY_RETRIES: usize = 1_000;
+
+pub(crate) async fn stream_version(inner: &Inner, stream: &StreamId) -> Result<u64, StoreError> {
+    let version: i64 = sqlx::query_scalar(inner.sql.stream_version.clone())
+        .bind(stream.category())
+        .bind(stream.id())
+        .fetch_one(&inner.pool)
+        .await
+        .map_err(backend)?;
+    u64::try_from(version).map_err(|_| StoreError::Corrupt {
+        stream: stream.clone(),
+        version: 0,
+        reason: format!("negative version {version}"),
+    })
+}
+
+/// Whether a JSON value holds a NUL character, which `jsonb` cannot store.
+fn has_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(has_nul),
+        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// The events as the five arrays the statement unnests.
+struct Columns {
+    event_types: Vec<String>,
+    schema_versions: Vec<i32>,
+    payloads: Vec<String>,
+    metadata: Vec<String>,
+    event_ids: Vec<Uuid>,
+}
+
+fn columns(stream: &StreamId, events: Vec<NewEvent>) -> Result<Columns, StoreError> {
+    let unstorable = |reason: String| StoreError::Unstorable {
+        stream: stream.clone(),
+        reason,
+    };
+    let mut seen = HashSet::with_capacity(events.len());
+    let mut cols = Columns {
+        event_types: Vec::with_capacity(events.len()),
+        schema_versions: Vec::with_capacity(events.len()),
+        payloads: Vec::with_capacity(events.len()),
+        metadata: Vec::with_capacity(events.len()),
+        event_ids: Vec::with_capacity(events.len()),
+    };
+    for event in events {
+        if !seen.insert(event.event_id) {
+            return Err(StoreError::DuplicateEventId {
+                event_id: event.event_id,
+            });
+        }
+        let metadata = serde_json::to_value(&event.metadata)
+            .map_err(|e| unstorable(format!("metadata does not serialize: {e}")))?;
+        if has_nul(&event.payload) || has_nul(&metadata) || event.event_type.contains('\0') {
+            return Err(unstorable(format!(
+                "event `{}` ({}) holds a NUL character (\\u0000), which PostgreSQL cannot store",
+                event.event_type.replace('\0', "\\0"),
+                event.event_id
+            )));
+        }
+        cols.payloads.push(event.payload.to_string());
+        cols.metadata.push(metadata.to_string());
+        cols.event_types.push(event.event_type);
+        cols.schema_versions.push(i32::from(event.schema_version));
+        cols.event_ids.push(event.event_id);
+    }
+    Ok(cols)
+}
+
+pub(crate) async fn append(
+    inner: &Inner,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<Appended, StoreError> {
+    let conflict = |actual: u64| StoreError::Conflict {
+        stream: stream.clone(),
+        expected,
+        actual,
+    };
+    if events.is_empty() {
+        let actual = stream_version(inner, stream).await?;
+        return if expected.matches(actual) {
+            Ok(Appended {
+                version: actual,
+                positions: Vec::new(),
+                recorded_at: Utc::now(),
+            })
+        } else {
+            Err(conflict(actual))
+        };
+    }
+    let expected_version: Option<i64> = match expected {
+        ExpectedVersion::Any => None,
+        ExpectedVersion::NoStream => Some(0),
+        ExpectedVersion::Exact(n) => match i64::try_from(n) {
+            Ok(n) => Some(n),
+            // No stream can be that long: the stream is elsewhere.
+            Err(_) => return Err(conflict(stream_version(inner, stream).await?)),
+        },
+    };
+    let count = events.len();
+    let cols = columns(stream, events)?;
+
+    let mut attempts = 0;
+    loop {
+        let result = sqlx::query(inner.sql.append.clone())
+            .bind(stream.category())
+            .bind(stream.id())
+            .bind(expected_version)
+            .bind(&cols.event_types)
+            .bind(&cols.schema_versions)
+            .bind(&cols.payloads)
+            .bind(&cols.metadata)
+            .bind(&cols.event_ids)
+            .fetch_all(&inner.pool)
+            .await;
+        let error = match result {
+            Ok(rows) if rows.len() == count => {
+                inner.wake.appended();
+                return appended(stream, &rows);
+            }
+            // The WHERE on the expected version filtered everything out.
+            Ok(_) => return Err(conflict(stream_version(inner, stream).await?)),
+            Err(e) => e,
+        };
+        match unique_violation(&error) {
+            Some("events_stream_version_key") => {
+                attempts += 1;
+                if expected_version.is_some() || attempts >= ANY_RETRIES {
+                    return Err(conflict(stream_version(inner, stream).await?));
+                }
+                // `Any` lost a race: the next attempt reads the new version.
+            }
+            Some("events_event_id_key") => {
+                let stored: Option<Uuid> = sqlx::query_scalar(inner.sql.stored_event_id.clone())
+                    .bind(&cols.event_ids)
+                    .fetch_optional(&inner.pool)
+                    .await
+                    .map_err(backend)?;
+                // The clash may have been with an append that rolled back meanwhile; name
+                // the first id then.
+                let event_id = stored.unwrap_or(cols.event_ids[0]);
+                return Err(StoreError::DuplicateEventId { event_id });
+            }
+            _ => return Err(backend(error)),
+        }
+    }
+}
+
+fn appended(stream: &StreamId, rows: &[sqlx::postgres::PgRow]) -> Result<Appended, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt {
+        stream: stream.clone(),
+        version: 0,
+        reason,
+    };
+    let mut landed = Vec::with_capacity(rows.len());
+    let mut recorded_at: Option<DateTime<Utc>> = None;
+    for row in rows {
+        let get = |e: sqlx::Error| corrupt(e.to_string());
+        let sequence: i64 = row.try_get("position").map_err(get)?;
+        let transaction: String = row.try_get("transaction_xid").map_err(get)?;
+        let version: i64 = row.try_get("version").map_err(get)?;
+        recorded_at = Some(row.try_get("recorded_at").map_err(get)?);
+        let position = Position::new(
+            transaction
+                .parse()
+                .map_err(|_| corrupt(format!("transaction id {transaction:?}")))?,
+            u64::try_from(sequence).map_err(|_| corrupt(format!("position {sequence}")))?,
+        );
+        let version = u64::try_from(version).map_err(|_| corrupt(format!("version {version}")))?;
+        landed.push((version, position));
+    }
+    // RETURNING promises no order: sort by version.
+    landed.sort_unstable();
+    Ok(Appended {
+        version: landed.last().map_or(0, |(v, _)| *v),
+        positions: landed.into_iter().map(|(_, p)| p).collect(),
+        recorded_at: recorded_at.unwrap_or_else(Utc::now),
+    })
+}

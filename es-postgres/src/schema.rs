@@ -1,0 +1,121 @@
+//! The schema the store lives in, and every SQL statement it runs, built once at start-up
+//! with the schema name validated and quoted (never `search_path`, which is session state
+//! and does not survive a transaction-pooling proxy).
+
+use std::sync::Arc;
+
+use sqlx::{AssertSqlSafe, SqlSafeStr, SqlStr};
+
+use crate::PostgresError;
+
+/// The longest schema name accepted; leaves room for the notification channel's prefix
+/// within PostgreSQL's 63-byte identifiers.
+const MAX_SCHEMA_LEN: usize = 48;
+
+/// Checks a schema name: `[a-z_][a-z0-9_]*`, at most 48 bytes. Lower case only, so the
+/// quoted and unquoted forms name the same schema.
+pub(crate) fn validate(schema: &str) -> Result<(), PostgresError> {
+    let mut bytes = schema.bytes();
+    let first_ok = bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if first_ok && rest_ok && schema.len() <= MAX_SCHEMA_LEN {
+        Ok(())
+    } else {
+        Err(PostgresError::InvalidSchema(schema.to_owned()))
+    }
+}
+
+// `transaction_xid`, not `transaction_id`: an output column named like the table's column
+// would win in ORDER BY, and the log would be ordered as text ("1000" < "999").
+const COLUMNS: &str = "position, transaction_id::text AS transaction_xid, category, stream_id, \
+     version, event_type, schema_version, payload, metadata, event_id, recorded_at";
+
+/// Every statement, with the schema quoted in.
+#[derive(Debug)]
+pub(crate) struct Statements {
+    pub(crate) schema: String,
+    pub(crate) channel: String,
+    pub(crate) append: SqlStr,
+    pub(crate) stream_version: SqlStr,
+    pub(crate) read_stream: SqlStr,
+    pub(crate) read_all: SqlStr,
+    pub(crate) stored_event_id: SqlStr,
+}
+
+impl Statements {
+    pub(crate) fn new(schema: &str) -> Self {
+        let events = format!("\"{schema}\".events");
+        Self {
+            schema: schema.to_owned(),
+            channel: format!("es_events_{schema}"),
+            // One round trip: the expected version is checked against the stream's current
+            // version in the same statement ($3 NULL: any version), and the events go in as
+            // arrays (bind parameters stay at 8 whatever the batch size). A racing writer
+            // surfaces as a unique violation on (category, stream_id, version).
+            append: sql(format!(
+                "INSERT INTO {events} \
+                     (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
+                 SELECT $1, $2, current.version + new.ord, new.event_type, new.schema_version, \
+                        new.payload::jsonb, new.metadata::jsonb, new.event_id \
+                 FROM (SELECT coalesce(max(version), 0) AS version FROM {events} \
+                       WHERE category = $1 AND stream_id = $2) AS current, \
+                      UNNEST($4::text[], $5::int4[], $6::text[], $7::text[], $8::uuid[]) \
+                          WITH ORDINALITY AS new(event_type, schema_version, payload, metadata, event_id, ord) \
+                 WHERE $3::int8 IS NULL OR current.version = $3::int8 \
+                 ORDER BY new.ord \
+                 RETURNING position, transaction_id::text AS transaction_xid, version, recorded_at"
+            )),
+            stream_version: sql(format!(
+                "SELECT coalesce(max(version), 0) FROM {events} WHERE category = $1 AND stream_id = $2"
+            )),
+            read_stream: sql(format!(
+                "SELECT {COLUMNS} FROM {events} \
+                 WHERE category = $1 AND stream_id = $2 AND version >= $3 \
+                 ORDER BY version LIMIT $4"
+            )),
+            // Only transactions below the snapshot's xmin: they have all ended, so nothing can
+            // still commit below this horizon and a reader never skips a late commit.
+            read_all: sql(format!(
+                "SELECT {COLUMNS} FROM {events} \
+                 WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY transaction_id, position LIMIT $3"
+            )),
+            stored_event_id: sql(format!(
+                "SELECT event_id FROM {events} WHERE event_id = ANY($1) LIMIT 1"
+            )),
+        }
+    }
+}
+
+/// Statements are built from constant text and the validated, quoted schema name: safe.
+fn sql(text: String) -> SqlStr {
+    AssertSqlSafe(Arc::<str>::from(text)).into_sql_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate;
+
+    #[test]
+    fn schema_names_are_plain_lower_case_identifiers() {
+        for ok in ["public", "es", "_x", "bank_events_2", &"a".repeat(48)] {
+            assert!(validate(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Public",
+            "1abc",
+            "a-b",
+            "a b",
+            "a\"b",
+            "é",
+            &"a".repeat(49),
+            "x;drop",
+        ] {
+            assert!(validate(bad).is_err(), "{bad}");
+        }
+    }
+}

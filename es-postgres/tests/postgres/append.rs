@@ -1,0 +1,143 @@
+//! The edges of append and set-up: NUL characters, schema names, repeated migrations,
+//! versions past PostgreSQL's integer range, and the horizon report.
+
+use es_core::{EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
+use es_postgres::{PostgresError, PostgresStore};
+use futures::TryStreamExt;
+use uuid::Uuid;
+
+use crate::support;
+
+fn event(payload: serde_json::Value) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "Noted".into(),
+        schema_version: 1,
+        payload,
+        metadata: Metadata::default(),
+    }
+}
+
+#[tokio::test]
+async fn a_nul_character_is_a_typed_error_and_writes_nothing() {
+    let store = support::store().await;
+    let stream = StreamId::new("notes", Uuid::now_v7().to_string());
+    for (payload, metadata) in [
+        (
+            serde_json::json!({ "text": "a\u{0}b" }),
+            Metadata::default(),
+        ),
+        (
+            serde_json::json!({ "nested": [{ "k\u{0}": 1 }] }),
+            Metadata::default(),
+        ),
+        (serde_json::json!({}), Metadata::default().actor("ev\u{0}e")),
+    ] {
+        let mut bad = event(payload);
+        bad.metadata = metadata;
+        let err = store
+            .append(
+                &stream,
+                ExpectedVersion::Any,
+                vec![event(serde_json::json!({ "fine": true })), bad],
+            )
+            .await
+            .expect_err("NUL");
+        match err {
+            StoreError::Unstorable { stream: s, reason } => {
+                assert_eq!(s, stream);
+                assert!(reason.contains("NUL"), "{reason}");
+            }
+            other => panic!("expected Unstorable, got {other:?}"),
+        }
+    }
+    assert_eq!(store.stream_version(&stream).await.expect("version"), 0);
+}
+
+#[tokio::test]
+async fn schema_names_are_validated() {
+    let pool = support::pool(1).await;
+    for bad in ["Bank", "bank-events", "x\"; DROP TABLE events; --", ""] {
+        let err = PostgresStore::new(pool.clone())
+            .with_schema(bad)
+            .expect_err("invalid");
+        assert!(
+            matches!(err, PostgresError::InvalidSchema(ref s) if s == bad),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn migrating_twice_is_a_no_op_and_keeps_the_data() {
+    let store = support::store().await;
+    let stream = StreamId::new("notes", "1");
+    store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![event(serde_json::json!({}))],
+        )
+        .await
+        .expect("append");
+    store.migrate().await.expect("second migration run");
+    assert_eq!(store.stream_version(&stream).await.expect("version"), 1);
+}
+
+#[tokio::test]
+async fn an_expected_version_past_the_integer_range_is_a_conflict() {
+    let store = support::store().await;
+    let stream = StreamId::new("notes", Uuid::now_v7().to_string());
+    let err = store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(u64::MAX),
+            vec![event(serde_json::json!({}))],
+        )
+        .await
+        .expect_err("conflict");
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict {
+                actual: 0,
+                expected: ExpectedVersion::Exact(u64::MAX),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let none: Vec<_> = store
+        .read_stream(&stream, u64::MAX)
+        .try_collect()
+        .await
+        .expect("read");
+    assert!(none.is_empty());
+}
+
+#[tokio::test]
+async fn a_multi_event_append_passes_arrays_whatever_its_size() {
+    // 70,000 events in one append: far past the 65,535 bind parameters a VALUES list could use.
+    let store = support::store().await;
+    let stream = StreamId::new("bulk", Uuid::now_v7().to_string());
+    let events: Vec<_> = (0..70_000)
+        .map(|n| event(serde_json::json!({ "n": n })))
+        .collect();
+    let done = store
+        .append(&stream, ExpectedVersion::NoStream, events)
+        .await
+        .expect("one append");
+    assert_eq!(done.version, 70_000);
+    assert_eq!(done.positions.len(), 70_000);
+    assert!(done.positions.windows(2).all(|w| w[0] < w[1]));
+    let read: Vec<_> = store
+        .read_stream(&stream, 69_999)
+        .try_collect()
+        .await
+        .expect("read");
+    assert_eq!(
+        read.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![69_999, 70_000]
+    );
+    assert_eq!(read[1].payload["n"], 69_999);
+}

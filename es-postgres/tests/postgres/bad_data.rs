@@ -1,0 +1,144 @@
+//! Stored data that no longer reads, written with raw SQL: an unknown event type, a payload
+//! that no longer deserializes, a schema version the code does not read, metadata that is
+//! not metadata. Each is a typed error naming stream, version and type; none panics.
+
+use bank::domain::account::{Account, AccountId, Deposit, OpenAccount};
+use es_core::{DecodeError, Error, EventStore, Repository, StoreError};
+use futures::TryStreamExt;
+use uuid::Uuid;
+
+use crate::support;
+
+async fn insert_raw(
+    store: &es_postgres::PostgresStore,
+    stream_id: &str,
+    version: i64,
+    event_type: &str,
+    schema_version: i32,
+    payload: &str,
+    metadata: &str,
+) {
+    let sql = format!(
+        "INSERT INTO \"{}\".events (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
+         VALUES ('account', $1, $2, $3, $4, $5::jsonb, $6::jsonb, $7)",
+        store.schema()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(stream_id)
+        .bind(version)
+        .bind(event_type)
+        .bind(schema_version)
+        .bind(payload)
+        .bind(metadata)
+        .bind(Uuid::now_v7())
+        .execute(store.pool())
+        .await
+        .expect("raw insert");
+}
+
+#[tokio::test]
+async fn events_that_no_longer_read_are_typed_errors_naming_stream_version_and_type() {
+    let store = support::store().await;
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let cases = [
+        ("MoneyTeleported", 1, r#"{"amount": 1}"#),
+        ("MoneyDeposited", 1, r#"{"amount": "a lot"}"#),
+        ("MoneyDeposited", 7, r#"{"amount": 1}"#),
+    ];
+    for (event_type, schema_version, payload) in cases {
+        let id = AccountId::new();
+        accounts
+            .execute(
+                &id,
+                OpenAccount {
+                    owner: "ada".into(),
+                },
+            )
+            .await
+            .expect("open");
+        insert_raw(
+            &store,
+            &id.to_string(),
+            2,
+            event_type,
+            schema_version,
+            payload,
+            "{}",
+        )
+        .await;
+        let err = accounts.load(&id).await.expect_err("corrupt");
+        let Error::Corrupt(corrupt) = &err else {
+            panic!("expected Corrupt, got {err:?}");
+        };
+        assert_eq!(corrupt.stream.to_string(), format!("account-{id}"));
+        assert_eq!(corrupt.version, 2);
+        assert_eq!(corrupt.event_type, event_type);
+        match (&corrupt.source, schema_version) {
+            (DecodeError::UnknownType { .. }, _) if event_type == "MoneyTeleported" => {}
+            (DecodeError::Payload(_), 1) => {}
+            (
+                DecodeError::UnsupportedVersion {
+                    stored: 7,
+                    current: 1,
+                },
+                7,
+            ) => {}
+            (other, _) => panic!("wrong decode error for {event_type}: {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("account-{id}")) && message.contains(event_type),
+            "{message}"
+        );
+        // Deciding on a corrupt stream fails the same way and writes nothing.
+        let err = accounts
+            .execute(&id, Deposit { amount: 5 })
+            .await
+            .expect_err("corrupt");
+        assert!(matches!(err, Error::Corrupt(_)), "{err:?}");
+        assert_eq!(
+            store
+                .stream_version(&accounts_stream(&id))
+                .await
+                .expect("version"),
+            2
+        );
+    }
+}
+
+fn accounts_stream(id: &AccountId) -> es_core::StreamId {
+    Repository::<Account, es_postgres::PostgresStore>::stream_id(id)
+}
+
+#[tokio::test]
+async fn metadata_that_is_not_metadata_is_a_corrupt_record() {
+    let store = support::store().await;
+    let id = AccountId::new();
+    insert_raw(
+        &store,
+        &id.to_string(),
+        1,
+        "AccountOpened",
+        1,
+        r#"{"owner": "ada"}"#,
+        r#"{"actor": 42}"#,
+    )
+    .await;
+    let err = store
+        .read_stream(&accounts_stream(&id), 1)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect_err("corrupt metadata");
+    match err {
+        StoreError::Corrupt {
+            stream,
+            version,
+            reason,
+        } => {
+            assert_eq!(stream, accounts_stream(&id));
+            assert_eq!(version, 1);
+            assert!(reason.contains("metadata"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}

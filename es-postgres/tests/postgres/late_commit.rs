@@ -1,0 +1,181 @@
+//! The proof of the gap-free global log: a transaction holds a lower sequence value (or a
+//! lower transaction id) open while later appends commit. No subscriber may skip its event
+//! or see anything twice, and the horizon names the backend holding everyone back.
+
+use std::time::Duration;
+
+use es_core::{EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamId};
+use futures::{Stream, StreamExt, TryStreamExt};
+use uuid::Uuid;
+
+use crate::support;
+
+fn event() -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "Happened".into(),
+        schema_version: 1,
+        payload: serde_json::json!({}),
+        metadata: Metadata::default(),
+    }
+}
+
+async fn take(
+    sub: &mut (impl Stream<Item = Result<RecordedEvent, es_core::StoreError>> + Unpin),
+    n: usize,
+) -> Vec<RecordedEvent> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        let next = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .expect("an event within 30 s")
+            .expect("the subscription goes on")
+            .expect("no error");
+        out.push(next);
+    }
+    out
+}
+
+async fn insert_in(tx: &mut sqlx::PgConnection, schema: &str, stream: &StreamId, id: Uuid) {
+    let sql = format!(
+        "INSERT INTO \"{schema}\".events (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
+         VALUES ($1, $2, 1, 'Happened', 1, '{{}}', '{{}}', $3)"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(stream.category())
+        .bind(stream.id())
+        .bind(id)
+        .execute(tx)
+        .await
+        .expect("insert in the open transaction");
+}
+
+/// `lower_sequence`: the open transaction inserts first (lower sequence value and lower
+/// transaction id). Otherwise it only takes its transaction id first and inserts after the
+/// later appends committed (higher sequence value, lower transaction id).
+async fn late_commit(lower_sequence: bool) {
+    let store = support::store().await;
+    let schema = store.schema().to_owned();
+    let mut early = store.subscribe(None);
+
+    let late_stream = StreamId::new("late", Uuid::now_v7().to_string());
+    let late_id = Uuid::now_v7();
+    let mut tx = store.pool().begin().await.expect("begin");
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *tx)
+        .await
+        .expect("pid");
+    if lower_sequence {
+        insert_in(&mut tx, &schema, &late_stream, late_id).await;
+    } else {
+        sqlx::query("SELECT pg_current_xact_id()")
+            .execute(&mut *tx)
+            .await
+            .expect("take a transaction id");
+    }
+
+    // Later appends commit while the transaction is open.
+    let mut later = Vec::new();
+    for _ in 0..5 {
+        let stream = StreamId::new("later", Uuid::now_v7().to_string());
+        let e = event();
+        later.push(e.event_id);
+        store
+            .append(&stream, ExpectedVersion::NoStream, vec![e])
+            .await
+            .expect("append");
+    }
+    if !lower_sequence {
+        insert_in(&mut tx, &schema, &late_stream, late_id).await;
+    }
+
+    // Committed, but behind the open transaction: no reader may see them yet, because the
+    // open one could (and will) commit before them in the log's order.
+    let visible: Vec<RecordedEvent> = store.read_all(None).try_collect().await.expect("read");
+    assert!(
+        visible.is_empty(),
+        "events behind an open transaction were visible: {visible:?}"
+    );
+    let horizon = store.horizon().await.expect("horizon");
+    let holder = horizon.holder.expect("someone holds the horizon");
+    assert_eq!(
+        holder.pid, holder_pid,
+        "the horizon names the open transaction's backend"
+    );
+
+    tx.commit().await.expect("commit");
+
+    let expected: Vec<Uuid> = std::iter::once(late_id)
+        .chain(later.iter().copied())
+        .collect();
+    let got = take(&mut early, 6).await;
+    assert_eq!(
+        got.iter().map(|r| r.event_id).collect::<Vec<_>>(),
+        expected,
+        "the late commit comes first (lowest transaction id), then the others, each once"
+    );
+    assert!(got.windows(2).all(|w| w[0].position < w[1].position));
+    if !lower_sequence {
+        assert!(
+            got[0].position.minor() > got[1].position.minor(),
+            "the late event's sequence value is higher, yet it sorts first"
+        );
+    }
+    // Nothing more arrives: no duplicate.
+    let extra = tokio::time::timeout(Duration::from_millis(300), early.next()).await;
+    assert!(extra.is_err(), "an event was delivered twice: {extra:?}");
+
+    // A subscriber from the start, and one resuming after the late event, agree.
+    let replay = take(&mut store.subscribe(None), 6).await;
+    assert_eq!(replay, got);
+    let resumed = take(&mut store.subscribe(Some(got[0].position)), 5).await;
+    assert_eq!(resumed, got[1..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_commit_with_a_lower_sequence_value_is_neither_skipped_nor_repeated() {
+    late_commit(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_commit_with_a_lower_transaction_id_is_neither_skipped_nor_repeated() {
+    late_commit(false).await;
+}
+
+/// Transaction ids order numerically, not as text: "10" after "9", "100" after "99".
+#[tokio::test]
+async fn the_log_orders_transaction_ids_as_numbers() {
+    let store = support::store().await;
+    let stream = StreamId::new("xids", Uuid::now_v7().to_string());
+    // Ids this low have ended on any server (initdb alone uses hundreds), so the rows are
+    // below every reader's horizon.
+    for (version, xid) in [(1, "9"), (2, "10"), (3, "99"), (4, "100")] {
+        let sql = format!(
+            "INSERT INTO \"{}\".events (transaction_id, category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
+             VALUES ($1::text::xid8, $2, $3, $4, 'Happened', 1, '{{}}', '{{}}', $5)",
+            store.schema()
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(xid)
+            .bind(stream.category())
+            .bind(stream.id())
+            .bind(version)
+            .bind(Uuid::now_v7())
+            .execute(store.pool())
+            .await
+            .expect("insert");
+    }
+    let read: Vec<RecordedEvent> = store.read_all(None).try_collect().await.expect("read");
+    let majors: Vec<u64> = read.iter().map(|r| r.position.major()).collect();
+    assert_eq!(majors, vec![9, 10, 99, 100]);
+    let after_ten: Vec<RecordedEvent> = store
+        .with_batch_size(1)
+        .read_all(Some(read[1].position))
+        .try_collect()
+        .await
+        .expect("read");
+    assert_eq!(
+        after_ten.iter().map(|r| r.version).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
+}

@@ -1,0 +1,14 @@
+//! PostgreSQL store tests: the es-core conformance suite, the late-commit proof of the
+//! gap-free global log, concurrency and contention, bad stored data, and the edges of
+//! append. See `support` for how the server is found or started.
+
+mod support;
+
+mod append;
+mod bad_data;
+mod concurrency;
+mod late_commit;
+
+mod conformance {
+    es_core::conformance_tests!(async || crate::support::store().await);
+}

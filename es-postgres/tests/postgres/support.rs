@@ -1,0 +1,245 @@
+//! The test harness: a PostgreSQL server and a fresh schema per test.
+//!
+//! With `DATABASE_URL` set, tests use that server. Otherwise they start a throwaway one from
+//! the machine's server binaries (`initdb` and `postgres` on `PATH` or under
+//! `/usr/lib/postgresql/*/bin`) in a temporary directory, as the `postgres` user when run as
+//! root (initdb refuses root). A shell wrapper holds the server and reads our stdin: when
+//! this test process exits, for any reason, the pipe closes and the wrapper stops the server
+//! and removes the directory. Each test gets its own schema, so tests run in parallel.
+
+use std::io::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use es_postgres::PostgresStore;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool};
+
+pub(crate) struct Server {
+    pub(crate) url: String,
+    /// Kept open for the life of the process: closing it stops the throwaway server.
+    _guard: Option<Mutex<(Child, ChildStdin)>>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+pub(crate) fn server() -> &'static Server {
+    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Server { url, _guard: None },
+        _ => start_throwaway(),
+    })
+}
+
+fn find_bin_dir() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
+    });
+    on_path.or_else(|| {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|bin| bin.join("initdb").is_file())
+            .collect();
+        // The newest major version.
+        dirs.sort_by_key(|d| {
+            d.parent()
+                .and_then(|v| v.file_name()?.to_str()?.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        dirs.pop()
+    })
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+/// (uid, gid) of the `postgres` user, from /etc/passwd.
+fn postgres_user() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("read /etc/passwd");
+    passwd
+        .lines()
+        .find_map(|line| {
+            let fields: Vec<&str> = line.split(':').collect();
+            (fields.first() == Some(&"postgres")).then(|| {
+                (
+                    fields[2].parse().expect("uid"),
+                    fields[3].parse().expect("gid"),
+                )
+            })
+        })
+        .expect("running as root: a `postgres` user must exist to run initdb (apt-get install postgresql creates it)")
+}
+
+/// `program args...`, as the postgres user when we are root.
+fn command(root: bool, program: &Path) -> Command {
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+fn start_throwaway() -> Server {
+    let bin = find_bin_dir().unwrap_or_else(|| {
+        panic!(
+            "no PostgreSQL for the tests: set DATABASE_URL to a running server \
+             (e.g. postgres://postgres@127.0.0.1:5432/test), or install the server binaries \
+             (Debian: apt-get install postgresql) so the tests can start a throwaway one"
+        )
+    });
+    let root = is_root();
+    let dir = std::env::temp_dir().join(format!(
+        "es-postgres-test-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("create the server's temp dir");
+    if root {
+        let (uid, gid) = postgres_user();
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown the temp dir");
+    }
+    let data = dir.join("data");
+    let log = dir.join("server.log");
+
+    let init = command(root, &bin.join("initdb"))
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        ])
+        .output()
+        .expect("run initdb");
+    assert!(
+        init.status.success(),
+        "initdb failed: {}\n{}",
+        String::from_utf8_lossy(&init.stdout),
+        String::from_utf8_lossy(&init.stderr)
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    // The wrapper runs the server until its stdin closes, then stops it and cleans up.
+    let script = r#"
+        "$1" -D "$2" -p "$3" -k "$4" -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+             >>"$5" 2>&1 &
+        pid=$!
+        read -r _ || true
+        kill -INT "$pid" 2>/dev/null
+        wait "$pid"
+        rm -rf "$4"
+    "#;
+    let mut child = command(root, Path::new("/bin/sh"))
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(bin.join("postgres"))
+        .arg(&data)
+        .arg(port.to_string())
+        .arg(&dir)
+        .arg(&log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start postgres");
+    let stdin = child.stdin.take().expect("the wrapper's stdin");
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the throwaway PostgreSQL did not start within 60 s; its log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server {
+        url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+        _guard: Some(Mutex::new((child, stdin))),
+    }
+}
+
+/// A pool on the test server, retrying while it finishes starting up.
+pub(crate) async fn pool(max: u32) -> PgPool {
+    let url = &server().url;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match PgPoolOptions::new().max_connections(max).connect(url).await {
+            Ok(pool) => return pool,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot connect to {url}: {e}"),
+        }
+    }
+}
+
+static CLEANED: OnceLock<()> = OnceLock::new();
+
+/// Drops test schemas left over from earlier runs (their names carry a UUID v7, whose
+/// timestamp says when): only those over an hour old, so parallel runs are left alone.
+async fn drop_stale_schemas(pool: &PgPool) {
+    if CLEANED.set(()).is_err() {
+        return;
+    }
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT nspname::text FROM pg_namespace WHERE nspname LIKE 'es_test_%'")
+            .fetch_all(pool)
+            .await
+            .expect("list schemas");
+    let hour_ago = uuid::Uuid::now_v7()
+        .get_timestamp()
+        .map(|t| t.to_unix().0.saturating_sub(3600))
+        .unwrap_or(0);
+    for name in names {
+        let created = uuid::Uuid::parse_str(name.trim_start_matches("es_test_"))
+            .ok()
+            .and_then(|u| u.get_timestamp())
+            .map(|t| t.to_unix().0);
+        if created.is_some_and(|c| c < hour_ago) {
+            let drop = format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE");
+            let _ = pool.execute(sqlx::AssertSqlSafe(drop)).await;
+        }
+    }
+}
+
+/// A migrated store in a schema of its own, with `max` connections.
+pub(crate) async fn store_with(max: u32) -> PostgresStore {
+    let pool = pool(max).await;
+    drop_stale_schemas(&pool).await;
+    let schema = format!("es_test_{}", uuid::Uuid::now_v7().simple());
+    let store = PostgresStore::new(pool)
+        .with_schema(&schema)
+        .expect("valid schema");
+    store.migrate().await.expect("migrations run");
+    store
+}
+
+/// A migrated store in a schema of its own.
+pub(crate) async fn store() -> PostgresStore {
+    store_with(10).await
+}
+
+/// Prints a line to the test's output even when the harness captures it (for figures the
+/// test reports, such as conflict counts).
+pub(crate) fn report(line: &str) {
+    let mut out = std::io::stderr().lock();
+    let _ = writeln!(out, "{line}");
+}
