@@ -58,10 +58,12 @@ use es_core::{
 };
 use futures::Stream;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, PgPool};
+use sqlx::{ConnectOptions, Connection};
 
 pub use error::PostgresError;
 pub use read::{Holder, Horizon};
+/// The pool type [`PostgresStore::new`] takes (re-exported so callers need not name sqlx).
+pub use sqlx::PgPool;
 
 use schema::Statements;
 

@@ -1,7 +1,9 @@
-//! The banking platform demo: a scripted scenario on the in-memory store.
+//! The banking platform demo: a scripted scenario on the in-memory store, or on PostgreSQL
+//! when `DATABASE_URL` is set (schema `bank`).
 //!
 //! ```text
 //! cargo run -p bank
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run -p bank
 //! ```
 //!
 //! It prints each command, the events it appended with their versions and positions, the
@@ -10,13 +12,37 @@
 
 use std::process::ExitCode;
 
+use bank::scenario::{self, BoxError, Summary};
 use es_core::InMemoryStore;
+use es_postgres::PostgresStore;
+
+/// The PostgreSQL schema the demo writes to.
+const SCHEMA: &str = "bank";
+
+async fn run() -> Result<Summary, BoxError> {
+    let mut out = std::io::stdout().lock();
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => {
+            let pool = sqlx_pool(&url).await?;
+            let store = PostgresStore::new(pool).with_schema(SCHEMA)?;
+            store.migrate().await?;
+            println!("Bank demo on PostgreSQL (schema `{SCHEMA}`)\n");
+            scenario::run(store, &mut out).await
+        }
+        _ => {
+            println!("Bank demo on the in-memory store (set DATABASE_URL for PostgreSQL)\n");
+            scenario::run(InMemoryStore::new(), &mut out).await
+        }
+    }
+}
+
+async fn sqlx_pool(url: &str) -> Result<es_postgres::PgPool, BoxError> {
+    Ok(es_postgres::PgPool::connect(url).await?)
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    println!("Bank demo on the in-memory store\n");
-    let mut out = std::io::stdout().lock();
-    match bank::scenario::run(InMemoryStore::new(), &mut out).await {
+    match run().await {
         Ok(summary) => {
             println!(
                 "\nDone: {} commands accepted, {} rejected, {} conflict(s) resolved; Ada's stream has {} events.",

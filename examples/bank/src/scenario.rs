@@ -241,8 +241,13 @@ pub async fn run<S: EventStore>(store: S, out: &mut impl Write) -> Result<Summar
     script.step(&ada, CloseAccount).await?;
     script.step(&ada, Deposit { amount: cents(1) }).await?;
 
-    writeln!(script.out, "\n6. Ada's stream as stored")?;
     let stream = Repository::<Account, S>::stream_id(&ada);
+    writeln!(
+        script.out,
+        "\n6. Ada's stream as stored: category `{}`, id `{}`",
+        stream.category(),
+        stream.id()
+    )?;
     let records: Vec<_> = store.read_stream(&stream, 1).try_collect().await?;
     for r in &records {
         writeln!(
