@@ -26,8 +26,9 @@ BIN=$(bin_dir)
 
 try() { "$BIN/psql" "$1" -Atqc 'SELECT 1' >/dev/null 2>&1; }
 
+# ES_CI_FORCE_THROWAWAY=1 skips the running server (to exercise the fallback).
 for url in postgres://postgres@127.0.0.1:5432/test postgres://postgres@127.0.0.1:5432/postgres; do
-  if [ -x "$BIN/psql" ] && try "$url"; then
+  if [ -z "${ES_CI_FORCE_THROWAWAY:-}" ] && [ -x "$BIN/psql" ] && try "$url"; then
     log "using the running server: $url"
     echo "$url"
     exit 0
@@ -45,4 +46,6 @@ log "starting a throwaway cluster in $dir on port $port"
 "${as_pg[@]}" "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync -E UTF8 >&2
 "${as_pg[@]}" "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
   -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >&2
+# For the caller's clean-up: `pg_ctl -D <this> stop`.
+if [ -n "${ES_CI_PG_DATA_FILE:-}" ]; then echo "$dir/data" >"$ES_CI_PG_DATA_FILE"; fi
 echo "postgres://postgres@127.0.0.1:$port/postgres"
