@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use es_core::{Appended, ExpectedVersion, NewEvent, Position, StoreError, StreamId};
 use sqlx::Row;
 use uuid::Uuid;
@@ -103,7 +103,7 @@ pub(crate) async fn append(
             Ok(Appended {
                 version: actual,
                 positions: Vec::new(),
-                recorded_at: Utc::now(),
+                recorded_at: Utc::now().trunc_subsecs(6),
             })
         } else {
             Err(conflict(actual))

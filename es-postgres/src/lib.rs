@@ -61,7 +61,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
 pub use error::PostgresError;
-pub use read::{Holder, Horizon};
+pub use read::{Holder, Horizon, Lag};
 /// The pool type [`PostgresStore::new`] takes (re-exported so callers need not name sqlx).
 pub use sqlx::PgPool;
 
@@ -196,9 +196,22 @@ impl PostgresStore {
             .map_err(PostgresError::Connect)?;
         let mut migrator = sqlx::migrate!("./migrations");
         migrator.create_schema(schema.clone());
+        // A table of our own, in our schema: an application's own sqlx migrations (in
+        // `_sqlx_migrations`) never mix with the store's.
+        migrator.dangerous_set_table_name(format!("\"{schema}\".es_migrations"));
         let result = migrator.run(&mut conn).await;
         let _ = conn.close().await;
         result.map_err(PostgresError::Migrate)
+    }
+
+    /// How far a subscriber at `after` is behind: committed events after it (including
+    /// those still behind the horizon) and the age of the oldest of them.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn lag(&self, after: Option<Position>) -> Result<Lag, StoreError> {
+        read::lag(&self.inner, after).await
     }
 
     /// The global log's horizon: the oldest transaction still running on the server (which

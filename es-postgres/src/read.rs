@@ -26,6 +26,16 @@ pub struct Horizon {
     pub holder: Option<Holder>,
 }
 
+/// How far a subscriber is behind the log.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Lag {
+    /// Committed events after the subscriber's position.
+    pub events: u64,
+    /// The age of the oldest of them, in seconds (`None` when there is none).
+    pub seconds: Option<f64>,
+}
+
 /// A backend holding the horizon (from `pg_stat_activity`).
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -145,15 +155,39 @@ pub(crate) fn read_stream(
     flatten(Box::pin(pages))
 }
 
+/// The `(transaction id, sequence)` parameters of a position (the start of the log: 0, 0).
+fn position_params(after: Option<Position>) -> (String, i64) {
+    let (transaction, sequence) = after.map_or((0, 0), |p| (p.major(), p.minor()));
+    (
+        transaction.to_string(),
+        i64::try_from(sequence).unwrap_or(i64::MAX),
+    )
+}
+
+pub(crate) async fn lag(inner: &Inner, after: Option<Position>) -> Result<Lag, StoreError> {
+    let (transaction, sequence) = position_params(after);
+    let row = sqlx::query(inner.sql.lag.clone())
+        .bind(transaction)
+        .bind(sequence)
+        .fetch_one(&inner.pool)
+        .await
+        .map_err(backend)?;
+    let events: i64 = row.try_get("events").map_err(backend)?;
+    Ok(Lag {
+        events: u64::try_from(events).unwrap_or(0),
+        seconds: row.try_get("seconds").map_err(backend)?,
+    })
+}
+
 /// One page of the global log after `after`, below the horizon.
 async fn log_page(
     inner: &Inner,
     after: Option<Position>,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
-    let (transaction, sequence) = after.map_or((0, 0), |p| (p.major(), p.minor()));
+    let (transaction, sequence) = position_params(after);
     let rows = sqlx::query(inner.sql.read_all.clone())
-        .bind(transaction.to_string())
-        .bind(i64::try_from(sequence).unwrap_or(i64::MAX))
+        .bind(transaction)
+        .bind(sequence)
         .bind(inner.batch)
         .fetch_all(&inner.pool)
         .await

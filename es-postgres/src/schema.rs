@@ -42,6 +42,7 @@ pub(crate) struct Statements {
     pub(crate) read_stream: SqlStr,
     pub(crate) read_all: SqlStr,
     pub(crate) stored_event_id: SqlStr,
+    pub(crate) lag: SqlStr,
 }
 
 impl Statements {
@@ -82,6 +83,10 @@ impl Statements {
                  WHERE (transaction_id, position) > ($1::text::xid8, $2) \
                    AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
                  ORDER BY transaction_id, position LIMIT $3"
+            )),
+            lag: sql(format!(
+                "SELECT count(*) AS events, extract(epoch FROM now() - min(recorded_at))::float8 AS seconds \
+                 FROM {events} WHERE (transaction_id, position) > ($1::text::xid8, $2)"
             )),
             stored_event_id: sql(format!(
                 "SELECT event_id FROM {events} WHERE event_id = ANY($1) LIMIT 1"

@@ -47,8 +47,9 @@ impl Wake {
 
     /// Call after an append committed.
     pub(crate) fn appended(&self) {
-        self.appends.send_modify(|n| *n = n.wrapping_add(1));
+        // The notifier subscribes first, so it sees this very append.
         self.notifier.call_once(|| self.start_notifier());
+        self.appends.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     fn start_notifier(&self) {

@@ -141,3 +141,40 @@ async fn a_multi_event_append_passes_arrays_whatever_its_size() {
     );
     assert_eq!(read[1].payload["n"], 69_999);
 }
+
+#[tokio::test]
+async fn an_applications_own_sqlx_migrations_in_the_schema_are_left_alone() {
+    let pool = support::pool(2).await;
+    let schema = format!("es_test_{}", Uuid::now_v7().simple());
+    // The application migrated first, with sqlx's default table, in the same schema.
+    for sql in [
+        format!("CREATE SCHEMA \"{schema}\""),
+        format!(
+            "CREATE TABLE \"{schema}\"._sqlx_migrations (version bigint PRIMARY KEY, description text NOT NULL, \
+             installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL, checksum bytea NOT NULL, \
+             execution_time bigint NOT NULL)"
+        ),
+        format!(
+            "INSERT INTO \"{schema}\"._sqlx_migrations VALUES (20260101, 'app', now(), true, '\\x00', 1)"
+        ),
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&pool)
+            .await
+            .expect("app set-up");
+    }
+    let store = PostgresStore::new(pool)
+        .with_schema(&schema)
+        .expect("schema");
+    store
+        .migrate()
+        .await
+        .expect("the store migrates beside the app's migrations");
+    let app_rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT count(*) FROM \"{schema}\"._sqlx_migrations"
+    )))
+    .fetch_one(store.pool())
+    .await
+    .expect("count");
+    assert_eq!(app_rows, 1, "the app's migration table is untouched");
+}

@@ -96,6 +96,12 @@ async fn late_commit(lower_sequence: bool) {
         visible.is_empty(),
         "events behind an open transaction were visible: {visible:?}"
     );
+    let lag = store.lag(None).await.expect("lag");
+    assert_eq!(
+        lag.events, 5,
+        "the committed events count as lag while held back"
+    );
+    assert!(lag.seconds.is_some_and(|s| s >= 0.0), "{lag:?}");
     let horizon = store.horizon().await.expect("horizon");
     let holder = horizon.holder.expect("someone holds the horizon");
     assert_eq!(
@@ -130,6 +136,8 @@ async fn late_commit(lower_sequence: bool) {
     assert_eq!(replay, got);
     let resumed = take(&mut store.subscribe(Some(got[0].position)), 5).await;
     assert_eq!(resumed, got[1..]);
+    let caught_up = store.lag(Some(got[5].position)).await.expect("lag");
+    assert_eq!((caught_up.events, caught_up.seconds), (0, None));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,6 +8,7 @@ mod append;
 mod bad_data;
 mod concurrency;
 mod late_commit;
+mod wake;
 
 mod conformance {
     es_core::conformance_tests!(async || crate::support::store().await);
