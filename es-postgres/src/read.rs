@@ -133,26 +133,80 @@ async fn stream_page(
     rows.iter().map(decode).collect()
 }
 
+/// Where a paged read is: the next version of a stream, or the last position of the log.
+enum Cursor {
+    Stream { stream: StreamId, from: i64 },
+    Log { after: Option<Position> },
+}
+
+impl Cursor {
+    async fn page(&self, inner: &Inner) -> Result<Vec<RecordedEvent>, StoreError> {
+        match self {
+            Self::Stream { stream, from } => stream_page(inner, stream, *from).await,
+            Self::Log { after } => log_page(inner, *after).await,
+        }
+    }
+
+    /// Moves past `last`; false when nothing can follow it.
+    fn advance(&mut self, last: &RecordedEvent) -> bool {
+        match self {
+            Self::Stream { from, .. } => {
+                match i64::try_from(last.version)
+                    .ok()
+                    .and_then(|v| v.checked_add(1))
+                {
+                    Some(next) => {
+                        *from = next;
+                        true
+                    }
+                    None => false,
+                }
+            }
+            Self::Log { after } => {
+                *after = Some(last.position);
+                true
+            }
+        }
+    }
+}
+
+/// Reads page after page until a short page: memory holds one page at a time.
+fn paged(
+    inner: Arc<Inner>,
+    cursor: Option<Cursor>,
+) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static {
+    let pages = stream::unfold((inner, cursor), |(inner, cursor)| async move {
+        let mut cursor = cursor?;
+        match cursor.page(&inner).await {
+            Ok(page) => {
+                let last = page.last()?;
+                let full = i64::try_from(page.len()).is_ok_and(|n| n >= inner.batch);
+                let more = full && cursor.advance(last);
+                Some((Ok(page), (inner, more.then_some(cursor))))
+            }
+            Err(e) => Some((Err(e), (inner, None))),
+        }
+    });
+    flatten(Box::pin(pages))
+}
+
 pub(crate) fn read_stream(
     inner: Arc<Inner>,
     stream: StreamId,
     from: u64,
 ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static {
     // Versions past i64::MAX cannot exist: nothing to read.
-    let next = i64::try_from(from.max(1)).ok();
-    let pages = stream::unfold((inner, stream, next), |(inner, stream, next)| async move {
-        let from = next?;
-        match stream_page(&inner, &stream, from).await {
-            Ok(page) => {
-                let full = i64::try_from(page.len()).is_ok_and(|n| n >= inner.batch);
-                let after = page.last().and_then(|r| i64::try_from(r.version).ok());
-                let next = if full { after.map(|v| v + 1) } else { None };
-                (!page.is_empty()).then_some((Ok(page), (inner, stream, next)))
-            }
-            Err(e) => Some((Err(e), (inner, stream, None))),
-        }
-    });
-    flatten(Box::pin(pages))
+    let cursor = i64::try_from(from.max(1))
+        .ok()
+        .map(|from| Cursor::Stream { stream, from });
+    paged(inner, cursor)
+}
+
+pub(crate) fn read_all(
+    inner: Arc<Inner>,
+    after: Option<Position>,
+) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static {
+    paged(inner, Some(Cursor::Log { after }))
 }
 
 /// The `(transaction id, sequence)` parameters of a position (the start of the log: 0, 0).
@@ -193,25 +247,6 @@ async fn log_page(
         .await
         .map_err(backend)?;
     rows.iter().map(decode).collect()
-}
-
-pub(crate) fn read_all(
-    inner: Arc<Inner>,
-    after: Option<Position>,
-) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static {
-    let pages = stream::unfold((inner, Some(after)), |(inner, cursor)| async move {
-        let after = cursor?;
-        match log_page(&inner, after).await {
-            Ok(page) => {
-                let full = i64::try_from(page.len()).is_ok_and(|n| n >= inner.batch);
-                let last = page.last().map(|r| r.position);
-                let next = if full { Some(last) } else { None };
-                (!page.is_empty()).then_some((Ok(page), (inner, next)))
-            }
-            Err(e) => Some((Err(e), (inner, None))),
-        }
-    });
-    flatten(Box::pin(pages))
 }
 
 struct Subscription {

@@ -30,28 +30,7 @@ pub async fn subscribe_delivers_history_then_live_events_once<S: EventStore>(sto
 
     // Both subscriptions are live now; append while they wait.
     let live: Vec<Vec<NewEvent>> = vec![events(4, 5), events(5, 7), events(7, 8), events(8, 10)];
-    let appender = tokio::spawn({
-        let store = store.clone();
-        let stream = stream.clone();
-        let live = live.clone();
-        async move {
-            let mut want = Vec::new();
-            let mut version = 3;
-            for batch in live {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                let a = append(
-                    &store,
-                    &stream,
-                    ExpectedVersion::Exact(version),
-                    batch.clone(),
-                )
-                .await;
-                want.extend(recorded(&batch, &stream, version + 1, &a));
-                version = a.version;
-            }
-            want
-        }
-    });
+    let appender = append_live(&store, &stream, 3, live.clone());
     let got_after_first = after_first.take(6).await;
     let got_from_start = from_start.take(6).await;
     let want = join(appender, "the appender").await;
@@ -192,27 +171,7 @@ pub async fn subscribe_resumes_after_a_position<S: EventStore>(store: S) {
         events(17, 19),
         events(19, 21),
     ];
-    let appender = tokio::spawn({
-        let store = store.clone();
-        let stream = stream.clone();
-        async move {
-            let mut want = Vec::new();
-            let mut version = 10;
-            for batch in live {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-                let a = append(
-                    &store,
-                    &stream,
-                    ExpectedVersion::Exact(version),
-                    batch.clone(),
-                )
-                .await;
-                want.extend(recorded(&batch, &stream, version + 1, &a));
-                version = a.version;
-            }
-            want
-        }
-    });
+    let appender = append_live(&store, &stream, 10, live.to_vec());
     let got = sub.take(8).await;
     drop(sub);
     want.extend(join(appender, "the appender").await);
@@ -247,4 +206,31 @@ pub async fn subscribe_resumes_after_a_position<S: EventStore>(store: S) {
         &next,
         "the resumed subscription, after event 20: the next appended one (no repeat)",
     );
+}
+
+/// Appends `batches` to `stream` (at `version` now) from a task, one batch every few
+/// milliseconds, while subscribers wait; returns the records they should see.
+fn append_live<S: EventStore>(
+    store: &S,
+    stream: &StreamId,
+    mut version: u64,
+    batches: Vec<Vec<NewEvent>>,
+) -> JoinHandle<Vec<RecordedEvent>> {
+    let (store, stream) = (store.clone(), stream.clone());
+    tokio::spawn(async move {
+        let mut want = Vec::new();
+        for batch in batches {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let a = append(
+                &store,
+                &stream,
+                ExpectedVersion::Exact(version),
+                batch.clone(),
+            )
+            .await;
+            want.extend(recorded(&batch, &stream, version + 1, &a));
+            version = a.version;
+        }
+        want
+    })
 }
