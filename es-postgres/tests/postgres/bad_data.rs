@@ -142,3 +142,18 @@ async fn metadata_that_is_not_metadata_is_a_corrupt_record() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
+
+/// The bank demo's scenario runs unchanged on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bank_scenario_runs_on_postgres() {
+    let store = support::store_with(16).await;
+    let mut out = Vec::new();
+    let summary = bank::scenario::run(store, &mut out)
+        .await
+        .expect("the scenario succeeds");
+    assert_eq!(
+        (summary.accepted, summary.rejected, summary.conflicts),
+        (14, 8, 1)
+    );
+    assert_eq!((summary.final_balance, summary.stream_events), (0, 14));
+}
