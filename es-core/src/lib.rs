@@ -66,7 +66,7 @@
 //! # });
 //! ```
 //!
-//! Features: `testing` adds [`testing::Fixture`] (given / when / then for aggregates) and the
+//! Features: `testing` adds `testing::Fixture` (given / when / then for aggregates) and the
 //! store conformance suite every store crate runs.
 
 mod codec;

@@ -7,7 +7,7 @@
 //! - **Appends** are one statement (one round trip): the expected version is checked in the
 //!   same `INSERT ... SELECT`, the events travel as arrays (`UNNEST`), and a racing writer
 //!   surfaces as a unique violation on `(category, stream_id, version)`, which becomes
-//!   [`StoreError::Conflict`](es_core::StoreError::Conflict) with the actual version. No table
+//!   [`es_core::StoreError::Conflict`] with the actual version. No table
 //!   lock, no `ON CONFLICT DO NOTHING`.
 //! - **The global log** is ordered by (writer's transaction id, sequence value), and readers
 //!   take only rows whose transaction is below `pg_snapshot_xmin(pg_current_snapshot())`,
