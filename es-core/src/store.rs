@@ -88,6 +88,10 @@ pub struct RecordedEvent {
 }
 
 /// What an append did: the stream's version after it, and where its events landed.
+///
+/// The positions are not checkpoints to resume a subscription from: on a store whose log has
+/// a horizon (PostgreSQL), events at lower positions may still commit after this append.
+/// Resume only from positions that `read_all` or `subscribe` delivered.
 #[derive(Clone, PartialEq, Debug)]
 pub struct Appended {
     /// The stream's version after the append (unchanged for an empty append).
@@ -128,12 +132,17 @@ pub enum StoreError {
         reason: String,
     },
     /// A stored record could not be read back (a column out of range, bad metadata JSON).
+    /// Reads and subscriptions deliver the records before it, then this error; a
+    /// subscription that is polled again goes on after it, so a consumer decides whether to
+    /// stop (and resume from its checkpoint once the data is repaired) or to skip it.
     #[error("corrupt record in {stream} at version {version}: {reason}")]
     Corrupt {
         /// The stream it belongs to.
         stream: StreamId,
         /// Its version.
         version: u64,
+        /// Its place in the global log, when that much could be read.
+        position: Option<Position>,
         /// Why.
         reason: String,
     },
@@ -177,7 +186,10 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<Self>;
 
     /// The global log after `after` (exclusive; `None`: from the start), in position order,
-    /// up to what is committed now.
+    /// up to what the store can show now without risking a gap: a store may trail its
+    /// latest commits (PostgreSQL shows nothing past a transaction still open, which may yet
+    /// commit at a lower position), but shows every committed event eventually and never
+    /// out of order.
     fn read_all(
         &self,
         after: Option<Position>,

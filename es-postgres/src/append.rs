@@ -26,17 +26,33 @@ pub(crate) async fn stream_version(inner: &Inner, stream: &StreamId) -> Result<u
     u64::try_from(version).map_err(|_| StoreError::Corrupt {
         stream: stream.clone(),
         version: 0,
+        position: None,
         reason: format!("negative version {version}"),
     })
 }
 
-/// Whether a JSON value holds a NUL character, which `jsonb` cannot store.
-fn has_nul(value: &serde_json::Value) -> bool {
+/// How deep a payload may nest: serde_json reads back at most 128 levels, and a payload the
+/// store could write but never read again would stop every reader.
+const MAX_DEPTH: usize = 128;
+
+/// Why PostgreSQL could not hold this JSON, or could not give it back: a NUL character
+/// (`jsonb` rejects `\u0000`), or nesting past [`MAX_DEPTH`].
+fn unstorable_json(value: &serde_json::Value, depth: usize) -> Option<&'static str> {
+    if depth > MAX_DEPTH {
+        return Some("nests deeper than 128 levels, which cannot be read back");
+    }
+    let nul = "holds a NUL character (\\u0000), which PostgreSQL cannot store";
     match value {
-        serde_json::Value::String(s) => s.contains('\0'),
-        serde_json::Value::Array(items) => items.iter().any(has_nul),
-        serde_json::Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
+        serde_json::Value::String(s) if s.contains('\0') => Some(nul),
+        serde_json::Value::Array(items) => items.iter().find_map(|v| unstorable_json(v, depth + 1)),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                Some(nul)
+            } else {
+                unstorable_json(v, depth + 1)
+            }
+        }),
+        _ => None,
     }
 }
 
@@ -70,9 +86,16 @@ fn columns(stream: &StreamId, events: Vec<NewEvent>) -> Result<Columns, StoreErr
         }
         let metadata = serde_json::to_value(&event.metadata)
             .map_err(|e| unstorable(format!("metadata does not serialize: {e}")))?;
-        if has_nul(&event.payload) || has_nul(&metadata) || event.event_type.contains('\0') {
+        let problem = if event.event_type.contains('\0') {
+            Some(("type", "holds a NUL character"))
+        } else {
+            unstorable_json(&event.payload, 1)
+                .map(|p| ("payload", p))
+                .or_else(|| unstorable_json(&metadata, 1).map(|p| ("metadata", p)))
+        };
+        if let Some((part, problem)) = problem {
             return Err(unstorable(format!(
-                "event `{}` ({}) holds a NUL character (\\u0000), which PostgreSQL cannot store",
+                "the {part} of event `{}` ({}) {problem}",
                 event.event_type.replace('\0', "\\0"),
                 event.event_id
             )));
@@ -97,6 +120,12 @@ pub(crate) async fn append(
         expected,
         actual,
     };
+    if stream.category().contains('\0') || stream.id().contains('\0') {
+        return Err(StoreError::Unstorable {
+            stream: stream.clone(),
+            reason: "the stream's category or id holds a NUL character".to_owned(),
+        });
+    }
     if events.is_empty() {
         let actual = stream_version(inner, stream).await?;
         return if expected.matches(actual) {
@@ -171,6 +200,7 @@ fn appended(stream: &StreamId, rows: &[sqlx::postgres::PgRow]) -> Result<Appende
     let corrupt = |reason: String| StoreError::Corrupt {
         stream: stream.clone(),
         version: 0,
+        position: None,
         reason,
     };
     let mut landed = Vec::with_capacity(rows.len());

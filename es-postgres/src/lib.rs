@@ -15,19 +15,26 @@
 //!   event can later commit behind a reader: subscribers never skip a late commit and never
 //!   see one twice, with no timeout and no gap-skipping guess. A [`Position`] is that pair.
 //! - **Subscriptions** wake on a local signal (same process), on `LISTEN` (other
-//!   processes; the `NOTIFY` is sent after the append commits, coalesced, never inside it),
-//!   and poll as well, because a notification can be lost on reconnect.
+//!   processes; the `NOTIFY` is sent after the append commits, coalesced, never inside it;
+//!   one listener per store, on a connection of its own, whatever the number of
+//!   subscriptions), and poll as well, because a notification can be lost on reconnect. A
+//!   record that no longer decodes is delivered in its place as an error naming stream,
+//!   version and position; what follows it is still delivered.
+//! - `read_all` reads page after page until a short page; under writers faster than the
+//!   reader it goes on with them (use `subscribe` for a feed that never ends on purpose).
 //!
 //! The costs, and what to do about them:
 //!
 //! - A long-open write transaction anywhere on the server holds every subscriber back (it
 //!   never loses an event): [`PostgresStore::horizon`] names the backend holding it.
 //! - Transaction ids restart lower after a dump and restore (or a logical-replication
-//!   upgrade): positions of the new cluster must sort after the old ones. Before taking
-//!   traffic on a restored cluster, burn transaction ids until `pg_current_xact_id()` exceeds
-//!   the highest `transaction_id` restored (e.g. a loop of `SELECT pg_current_xact_id();
-//!   COMMIT` in a `DO` block), or reset subscribers' checkpoints and rebuild their read
-//!   models.
+//!   upgrade): positions of the new cluster must sort after the old ones. Before restoring
+//!   into a new cluster, stop it and raise its transaction-id epoch past the old one:
+//!   `pg_resetwal --epoch=<E + 1> <data dir>`, where `E` is the epoch of the highest restored
+//!   id (`SELECT max(transaction_id)::text::numeric / 4294967296 FROM events`, rounded down).
+//!   New ids then sort after every restored one. (Burning ids one by one is no option: it
+//!   would take days and run into wraparound.) Or reset subscribers' checkpoints and
+//!   rebuild their read models.
 //! - Behind a transaction-pooling proxy (PgBouncer), `LISTEN` does not work: turn it off
 //!   with [`PostgresStore::with_listen`] and subscribers poll. Migrations take a session
 //!   lock: run [`PostgresStore::migrate`] apart, on a direct connection.
@@ -86,7 +93,8 @@ struct Inner {
     batch: i64,
     poll: Duration,
     listen: bool,
-    wake: wake::Wake,
+    /// Shared by the copies `with_batch_size` and friends make: same schema, same wake-ups.
+    wake: Arc<wake::Wake>,
 }
 
 impl PostgresStore {
@@ -115,7 +123,18 @@ impl PostgresStore {
 
     fn build(pool: PgPool, schema: &str, batch: i64, poll: Duration, listen: bool) -> Self {
         let sql = Statements::new(schema);
-        let wake = wake::Wake::new(pool.clone(), sql.channel.clone());
+        let wake = Arc::new(wake::Wake::new(pool.clone(), sql.channel.clone()));
+        Self::assemble(pool, sql, batch, poll, listen, wake)
+    }
+
+    fn assemble(
+        pool: PgPool,
+        sql: Statements,
+        batch: i64,
+        poll: Duration,
+        listen: bool,
+        wake: Arc<wake::Wake>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -128,8 +147,17 @@ impl PostgresStore {
         }
     }
 
-    fn rebuild(&self, schema: &str, batch: i64, poll: Duration, listen: bool) -> Self {
-        Self::build(self.inner.pool.clone(), schema, batch, poll, listen)
+    /// A copy with other settings, sharing the pool, the schema and the wake-ups.
+    fn with(&self, batch: i64, poll: Duration, listen: bool) -> Self {
+        let i = &self.inner;
+        Self::assemble(
+            i.pool.clone(),
+            Statements::new(&i.sql.schema),
+            batch,
+            poll,
+            listen,
+            Arc::clone(&i.wake),
+        )
     }
 
     /// The same store in another schema: `[a-z_][a-z0-9_]*`, at most 48 bytes. The name is
@@ -141,29 +169,32 @@ impl PostgresStore {
     pub fn with_schema(self, schema: &str) -> Result<Self, PostgresError> {
         schema::validate(schema)?;
         let i = &self.inner;
-        Ok(self.rebuild(schema, i.batch, i.poll, i.listen))
+        Ok(Self::build(
+            i.pool.clone(),
+            schema,
+            i.batch,
+            i.poll,
+            i.listen,
+        ))
     }
 
     /// How many records one read query fetches (default 500; at least 1).
     #[must_use]
     pub fn with_batch_size(self, batch: u32) -> Self {
-        let i = &self.inner;
-        self.rebuild(&i.sql.schema, i64::from(batch.max(1)), i.poll, i.listen)
+        self.with(i64::from(batch.max(1)), self.inner.poll, self.inner.listen)
     }
 
     /// How often an idle subscription polls (default 500 ms).
     #[must_use]
     pub fn with_poll_interval(self, poll: Duration) -> Self {
-        let i = &self.inner;
-        self.rebuild(&i.sql.schema, i.batch, poll, i.listen)
+        self.with(self.inner.batch, poll, self.inner.listen)
     }
 
     /// Whether subscriptions `LISTEN` for appends of other processes (default true). Turn
     /// it off behind a transaction-pooling proxy; subscriptions then poll.
     #[must_use]
     pub fn with_listen(self, listen: bool) -> Self {
-        let i = &self.inner;
-        self.rebuild(&i.sql.schema, i.batch, i.poll, listen)
+        self.with(self.inner.batch, self.inner.poll, listen)
     }
 
     /// The pool.

@@ -3,13 +3,15 @@
 //! by one batch; rows that no longer decode are typed errors naming stream and version.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use es_core::{Metadata, Position, RecordedEvent, StoreError, StreamId};
 use futures::{Stream, StreamExt, stream};
 use sqlx::Row;
-use sqlx::postgres::{PgListener, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::types::Json;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::Inner;
@@ -54,31 +56,45 @@ pub struct Holder {
     pub query: Option<String>,
 }
 
-fn to_u64(n: i64, what: &str, stream: &StreamId, version: u64) -> Result<u64, StoreError> {
-    u64::try_from(n).map_err(|_| StoreError::Corrupt {
-        stream: stream.clone(),
-        version,
-        reason: format!("{what} {n} is negative"),
-    })
+/// Where a row sits: read apart from the rest of the row, so a row that does not decode can
+/// still be stepped over (and named) by its position.
+struct RowKey {
+    position: Option<Position>,
+    version: Option<i64>,
 }
 
-pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+fn row_key(row: &PgRow) -> RowKey {
+    let sequence = row
+        .try_get::<i64, _>("position")
+        .ok()
+        .and_then(|s| u64::try_from(s).ok());
+    let transaction = row
+        .try_get::<String, _>("transaction_xid")
+        .ok()
+        .and_then(|t| t.parse::<u64>().ok());
+    RowKey {
+        position: transaction.zip(sequence).map(|(t, s)| Position::new(t, s)),
+        version: row.try_get("version").ok(),
+    }
+}
+
+fn decode(row: &PgRow, key: &RowKey) -> Result<RecordedEvent, StoreError> {
     let category: String = row.try_get("category").map_err(backend)?;
     let stream_id: String = row.try_get("stream_id").map_err(backend)?;
     let stream = StreamId::new(category, stream_id);
-    let raw_version: i64 = row.try_get("version").map_err(backend)?;
-    let version = to_u64(raw_version, "version", &stream, 0)?;
+    let version = key.version.and_then(|v| u64::try_from(v).ok());
     let corrupt = |reason: String| StoreError::Corrupt {
         stream: stream.clone(),
-        version,
+        version: version.unwrap_or(0),
+        position: key.position,
         reason,
     };
+    let (Some(position), Some(version)) = (key.position, version) else {
+        return Err(corrupt(
+            "position, transaction id or version out of range".to_owned(),
+        ));
+    };
     let get = |e: sqlx::Error| corrupt(e.to_string());
-    let sequence: i64 = row.try_get("position").map_err(get)?;
-    let transaction: String = row.try_get("transaction_xid").map_err(get)?;
-    let transaction: u64 = transaction
-        .parse()
-        .map_err(|_| corrupt(format!("transaction id {transaction:?} is not a u64")))?;
     let schema_version: i32 = row.try_get("schema_version").map_err(get)?;
     let schema_version = u16::try_from(schema_version)
         .map_err(|_| corrupt(format!("schema version {schema_version} is out of range")))?;
@@ -88,7 +104,6 @@ pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         .map_err(|e| corrupt(format!("metadata does not read: {e}")))?;
     let event_id: Uuid = row.try_get("event_id").map_err(get)?;
     let recorded_at: DateTime<Utc> = row.try_get("recorded_at").map_err(get)?;
-    let position = Position::new(transaction, to_u64(sequence, "position", &stream, version)?);
     let event_type: String = row.try_get("event_type").map_err(get)?;
     Ok(RecordedEvent {
         position,
@@ -103,34 +118,15 @@ pub(crate) fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     })
 }
 
-/// Flattens pages of records into a stream of records; an error ends the stream after it
-/// is delivered.
+/// Results of one page: the records in order, a row that no longer decodes as an error in
+/// its place.
+type Page = Vec<Result<RecordedEvent, StoreError>>;
+
 fn flatten<S>(pages: S) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin
 where
-    S: Stream<Item = Result<Vec<RecordedEvent>, StoreError>> + Send + Unpin,
+    S: Stream<Item = Page> + Send + Unpin,
 {
-    pages.flat_map(|page| {
-        stream::iter(match page {
-            Ok(records) => records.into_iter().map(Ok).collect::<Vec<_>>(),
-            Err(e) => vec![Err(e)],
-        })
-    })
-}
-
-async fn stream_page(
-    inner: &Inner,
-    stream: &StreamId,
-    from: i64,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let rows = sqlx::query(inner.sql.read_stream.clone())
-        .bind(stream.category())
-        .bind(stream.id())
-        .bind(from)
-        .bind(inner.batch)
-        .fetch_all(&inner.pool)
-        .await
-        .map_err(backend)?;
-    rows.iter().map(decode).collect()
+    pages.flat_map(stream::iter)
 }
 
 /// Where a paged read is: the next version of a stream, or the last position of the log.
@@ -140,33 +136,60 @@ enum Cursor {
 }
 
 impl Cursor {
-    async fn page(&self, inner: &Inner) -> Result<Vec<RecordedEvent>, StoreError> {
+    async fn fetch(&self, inner: &Inner) -> Result<Vec<PgRow>, StoreError> {
+        let query = match self {
+            Self::Stream { stream, from } => sqlx::query(inner.sql.read_stream.clone())
+                .bind(stream.category())
+                .bind(stream.id())
+                .bind(*from),
+            Self::Log { after } => {
+                let (transaction, sequence) = position_params(*after);
+                sqlx::query(inner.sql.read_all.clone())
+                    .bind(transaction)
+                    .bind(sequence)
+            }
+        };
+        query
+            .bind(inner.batch)
+            .fetch_all(&inner.pool)
+            .await
+            .map_err(backend)
+    }
+
+    /// Moves past the row at `key`; false when the key does not say where that is.
+    fn advance(&mut self, key: &RowKey) -> bool {
         match self {
-            Self::Stream { stream, from } => stream_page(inner, stream, *from).await,
-            Self::Log { after } => log_page(inner, *after).await,
+            Self::Stream { from, .. } => match key.version.and_then(|v| v.checked_add(1)) {
+                Some(next) => {
+                    *from = next;
+                    true
+                }
+                None => false,
+            },
+            Self::Log { after } => match key.position {
+                Some(p) => {
+                    *after = Some(p);
+                    true
+                }
+                None => false,
+            },
         }
     }
 
-    /// Moves past `last`; false when nothing can follow it.
-    fn advance(&mut self, last: &RecordedEvent) -> bool {
-        match self {
-            Self::Stream { from, .. } => {
-                match i64::try_from(last.version)
-                    .ok()
-                    .and_then(|v| v.checked_add(1))
-                {
-                    Some(next) => {
-                        *from = next;
-                        true
-                    }
-                    None => false,
-                }
-            }
-            Self::Log { after } => {
-                *after = Some(last.position);
-                true
+    /// Decodes `rows` in order, moving past each row it can place. A row it cannot place
+    /// ends the page with an error, and `stuck` is set: reading on would repeat it.
+    fn decode(&mut self, rows: &[PgRow]) -> (Page, bool) {
+        let mut page = Vec::with_capacity(rows.len());
+        for row in rows {
+            let key = row_key(row);
+            let record = decode(row, &key);
+            let placed = self.advance(&key);
+            page.push(record);
+            if !placed {
+                return (page, true);
             }
         }
+        (page, false)
     }
 }
 
@@ -177,14 +200,15 @@ fn paged(
 ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static {
     let pages = stream::unfold((inner, cursor), |(inner, cursor)| async move {
         let mut cursor = cursor?;
-        match cursor.page(&inner).await {
-            Ok(page) => {
-                let last = page.last()?;
-                let full = i64::try_from(page.len()).is_ok_and(|n| n >= inner.batch);
-                let more = full && cursor.advance(last);
-                Some((Ok(page), (inner, more.then_some(cursor))))
+        match cursor.fetch(&inner).await {
+            Ok(rows) if rows.is_empty() => None,
+            Ok(rows) => {
+                let full = i64::try_from(rows.len()).is_ok_and(|n| n >= inner.batch);
+                let (page, stuck) = cursor.decode(&rows);
+                let more = full && !stuck;
+                Some((page, (inner, more.then_some(cursor))))
             }
-            Err(e) => Some((Err(e), (inner, None))),
+            Err(e) => Some((vec![Err(e)], (inner, None))),
         }
     });
     flatten(Box::pin(pages))
@@ -233,97 +257,57 @@ pub(crate) async fn lag(inner: &Inner, after: Option<Position>) -> Result<Lag, S
     })
 }
 
-/// One page of the global log after `after`, below the horizon.
-async fn log_page(
-    inner: &Inner,
-    after: Option<Position>,
-) -> Result<Vec<RecordedEvent>, StoreError> {
-    let (transaction, sequence) = position_params(after);
-    let rows = sqlx::query(inner.sql.read_all.clone())
-        .bind(transaction)
-        .bind(sequence)
-        .bind(inner.batch)
-        .fetch_all(&inner.pool)
-        .await
-        .map_err(backend)?;
-    rows.iter().map(decode).collect()
-}
+/// After a wake-up that found nothing new (the appended events were still behind another
+/// transaction's horizon), look again this soon, doubling up to the poll interval.
+const FIRST_RETRY: Duration = Duration::from_millis(10);
 
 struct Subscription {
     inner: Arc<Inner>,
-    after: Option<Position>,
-    local: tokio::sync::watch::Receiver<u64>,
-    listener: Option<PgListener>,
-    /// Whether to try (again) to LISTEN before the next wait.
-    try_listen: bool,
+    cursor: Cursor,
+    local: watch::Receiver<u64>,
+    remote: watch::Receiver<u64>,
+    /// Woken recently: if the read finds nothing, look again after this long.
+    retry: Option<Duration>,
     /// The last read failed: wait a poll interval before the next.
     failed: bool,
 }
 
 impl Subscription {
-    async fn listen(&mut self) {
-        self.try_listen = false;
-        let connected = async {
-            let mut listener = PgListener::connect_with(&self.inner.pool).await?;
-            listener.listen(self.inner.wake.channel()).await?;
-            Ok::<_, sqlx::Error>(listener)
-        };
-        match connected.await {
-            Ok(listener) => self.listener = Some(listener),
-            Err(e) => tracing::debug!(error = %e, "LISTEN failed; the subscription polls"),
-        }
-    }
-
-    /// Waits for a wake-up: a local append, a notification, or the poll interval.
+    /// Waits for a wake-up: an append of this process, a notification from the database,
+    /// or the poll interval (sooner, right after a wake-up that found nothing).
     async fn wait(&mut self) {
-        if self.inner.listen && self.try_listen {
-            self.listen().await;
-        }
-        let poll = tokio::time::sleep(self.inner.poll);
-        let local = self.local.changed();
-        let notified = async {
-            match self.listener.as_mut() {
-                Some(listener) => listener.recv().await.map(drop),
-                None => std::future::pending().await,
-            }
-        };
+        let poll = self.inner.poll;
+        let timeout = self.retry.map_or(poll, |r| r.min(poll));
         tokio::select! {
-            _ = poll => {}
-            changed = local => {
-                // The sender lives as long as the store: a closed channel cannot happen
-                // while we hold it, but never spin on one.
-                if changed.is_err() {
-                    tokio::time::sleep(self.inner.poll).await;
-                }
+            () = tokio::time::sleep(timeout) => {
+                self.retry = self.retry.map(|r| r * 2).filter(|r| *r < poll);
             }
-            received = notified => {
-                if received.is_err() {
-                    // Reconnect before the next wait; a notification lost meanwhile is
-                    // covered by the poll.
-                    self.listener = None;
-                    self.try_listen = true;
-                }
-            }
+            // The senders live as long as the store, which we hold: no error to handle.
+            _ = self.local.changed() => self.retry = Some(FIRST_RETRY),
+            _ = self.remote.changed() => self.retry = Some(FIRST_RETRY),
         }
     }
 
-    async fn next_page(mut self) -> Option<(Result<Vec<RecordedEvent>, StoreError>, Self)> {
+    async fn next_page(mut self) -> Option<(Page, Self)> {
         loop {
             if self.failed {
                 self.failed = false;
                 tokio::time::sleep(self.inner.poll).await;
             }
-            // Seen before reading, so an append that commits after the read wakes us.
+            // Seen before reading, so a wake-up during the read is not lost.
             self.local.borrow_and_update();
-            match log_page(&self.inner, self.after).await {
-                Ok(page) if !page.is_empty() => {
-                    self.after = page.last().map(|r| r.position);
-                    return Some((Ok(page), self));
+            self.remote.borrow_and_update();
+            match self.cursor.fetch(&self.inner).await {
+                Ok(rows) if rows.is_empty() => self.wait().await,
+                Ok(rows) => {
+                    let (page, stuck) = self.cursor.decode(&rows);
+                    self.failed = stuck;
+                    self.retry = None;
+                    return Some((page, self));
                 }
-                Ok(_) => self.wait().await,
                 Err(e) => {
                     self.failed = true;
-                    return Some((Err(e), self));
+                    return Some((vec![Err(e)], self));
                 }
             }
         }
@@ -335,12 +319,13 @@ pub(crate) fn subscribe(
     after: Option<Position>,
 ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static {
     let local = inner.wake.local();
+    let remote = inner.wake.remote(inner.listen);
     let subscription = Subscription {
         inner,
-        after,
+        cursor: Cursor::Log { after },
         local,
-        listener: None,
-        try_listen: true,
+        remote,
+        retry: None,
         failed: false,
     };
     flatten(Box::pin(stream::unfold(

@@ -1,18 +1,33 @@
-//! Waking subscribers after an append commits, never inside it (a `NOTIFY` in the append's
-//! transaction would serialize every commit on the notification queue's lock).
+//! Waking subscribers: after an append commits (never inside it: a `NOTIFY` in the append's
+//! transaction would serialize every commit on the notification queue's lock), and when
+//! another process appends.
 //!
-//! An append bumps a local counter: subscriptions of this process wake at once, and one
-//! background task sends `NOTIFY` for the other processes, coalescing every append that
-//! landed while it was busy into one notification.
+//! - An append bumps a local counter: subscriptions of this process wake at once, and one
+//!   background task sends `NOTIFY`, coalescing every append that landed while it was busy.
+//! - One background task per store `LISTEN`s, on a connection of its own (never one of the
+//!   pool's), and bumps a second counter for every notification. It runs while at least one
+//!   subscription is open, and reconnects after a lost connection (waking everyone, since a
+//!   notification may have been lost).
+//!
+//! Subscriptions poll as well: a wake-up is a hint, never the only way to see an event.
 
-use std::sync::Once;
+use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::time::Duration;
 
 use sqlx::PgPool;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::watch;
+
+/// How long the listener waits before reconnecting after a failure.
+const RECONNECT: Duration = Duration::from_secs(1);
 
 pub(crate) struct Wake {
     appends: watch::Sender<u64>,
+    notifications: watch::Sender<u64>,
     notifier: Once,
+    /// Whether the listener task runs; changed only under this lock, together with the
+    /// receiver count it depends on.
+    listening: Arc<Mutex<bool>>,
     pool: PgPool,
     channel: String,
 }
@@ -25,36 +40,49 @@ impl std::fmt::Debug for Wake {
     }
 }
 
+fn bump(counter: &watch::Sender<u64>) {
+    counter.send_modify(|n| *n = n.wrapping_add(1));
+}
+
 impl Wake {
     pub(crate) fn new(pool: PgPool, channel: String) -> Self {
         Self {
             appends: watch::Sender::new(0),
+            notifications: watch::Sender::new(0),
             notifier: Once::new(),
+            listening: Arc::new(Mutex::new(false)),
             pool,
             channel,
         }
     }
 
-    /// The channel other processes `LISTEN` on.
-    pub(crate) fn channel(&self) -> &str {
-        &self.channel
-    }
-
-    /// A receiver that changes after every committed append of this process.
+    /// Changes after every committed append of this process.
     pub(crate) fn local(&self) -> watch::Receiver<u64> {
         self.appends.subscribe()
+    }
+
+    /// Changes after every notification from the database (never, when `listen` is off).
+    pub(crate) fn remote(&self, listen: bool) -> watch::Receiver<u64> {
+        let mut listening = self
+            .listening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let receiver = self.notifications.subscribe();
+        if listen && !*listening && self.start_listener() {
+            *listening = true;
+        }
+        receiver
     }
 
     /// Call after an append committed.
     pub(crate) fn appended(&self) {
         // The notifier subscribes first, so it sees this very append.
         self.notifier.call_once(|| self.start_notifier());
-        self.appends.send_modify(|n| *n = n.wrapping_add(1));
+        bump(&self.appends);
     }
 
     fn start_notifier(&self) {
-        // No runtime (an append cannot run without one, but be safe): other processes then
-        // find the events by polling.
+        // Without a runtime (an append cannot run without one), other processes poll.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
@@ -70,9 +98,90 @@ impl Wake {
                     .execute(&pool)
                     .await
                 {
-                    tracing::debug!(error = %e, "NOTIFY failed; subscribers will poll");
+                    tracing::debug!(error = %e, "NOTIFY failed; other processes will poll");
                 }
             }
         });
+    }
+
+    /// Starts the listener task; false when there is no runtime to run it on.
+    fn start_listener(&self) -> bool {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return false;
+        };
+        // A pool of one, apart from the store's: the listener keeps its connection.
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .connect_lazy_with((*self.pool.connect_options()).clone());
+        let notifications = self.notifications.clone();
+        let listening = Arc::clone(&self.listening);
+        let channel = self.channel.clone();
+        runtime.spawn(listen(own, channel, notifications, listening));
+        true
+    }
+}
+
+/// Whether the listener should stop: no subscription is left. Decided under the lock that
+/// `Wake::remote` takes, so a subscription arriving now either is counted or restarts it.
+fn no_one_left(notifications: &watch::Sender<u64>, listening: &Mutex<bool>) -> bool {
+    let mut running = listening.lock().unwrap_or_else(PoisonError::into_inner);
+    // Our own clone of the sender holds no receiver: count the subscriptions only.
+    if notifications.receiver_count() == 0 {
+        *running = false;
+        true
+    } else {
+        false
+    }
+}
+
+async fn listen(
+    pool: PgPool,
+    channel: String,
+    notifications: watch::Sender<u64>,
+    listening: Arc<Mutex<bool>>,
+) {
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(&channel).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        let mut listener = tokio::select! {
+            result = connected => match result {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::debug!(error = %e, "LISTEN failed; subscriptions poll meanwhile");
+                    tokio::time::sleep(RECONNECT).await;
+                    if no_one_left(&notifications, &listening) {
+                        return;
+                    }
+                    continue;
+                }
+            },
+            () = notifications.closed() => {
+                if no_one_left(&notifications, &listening) {
+                    return;
+                }
+                continue;
+            }
+        };
+        // A notification may have been missed while (re)connecting.
+        bump(&notifications);
+        loop {
+            tokio::select! {
+                received = listener.recv() => {
+                    bump(&notifications);
+                    if received.is_err() {
+                        tokio::time::sleep(RECONNECT).await;
+                        break;
+                    }
+                }
+                () = notifications.closed() => {
+                    if no_one_left(&notifications, &listening) {
+                        return;
+                    }
+                }
+            }
+        }
     }
 }

@@ -133,10 +133,12 @@ async fn metadata_that_is_not_metadata_is_a_corrupt_record() {
         StoreError::Corrupt {
             stream,
             version,
+            position,
             reason,
         } => {
             assert_eq!(stream, accounts_stream(&id));
             assert_eq!(version, 1);
+            assert!(position.is_some(), "the error says where the record is");
             assert!(reason.contains("metadata"), "{reason}");
         }
         other => panic!("expected Corrupt, got {other:?}"),
@@ -156,4 +158,99 @@ async fn the_bank_scenario_runs_on_postgres() {
         (14, 8, 1)
     );
     assert_eq!((summary.final_balance, summary.stream_events), (0, 14));
+}
+
+/// A record that no longer reads, in the middle of the log: reads and subscriptions deliver
+/// what comes before it, then the error naming it, then what comes after it (the consumer
+/// decides whether to stop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_record_is_reported_in_place_and_never_hides_its_neighbours() {
+    let store = support::store().await;
+    let id = AccountId::new();
+    let stream = accounts_stream(&id);
+    let owner = r#"{"owner": "ada"}"#;
+    insert_raw(&store, &id.to_string(), 1, "AccountOpened", 1, owner, "{}").await;
+    insert_raw(
+        &store,
+        &id.to_string(),
+        2,
+        "MoneyDeposited",
+        1,
+        r#"{"amount": 1}"#,
+        r#"{"actor": 42}"#,
+    )
+    .await;
+    insert_raw(
+        &store,
+        &id.to_string(),
+        3,
+        "MoneyDeposited",
+        1,
+        r#"{"amount": 2}"#,
+        "{}",
+    )
+    .await;
+
+    let check = |items: Vec<Result<es_core::RecordedEvent, StoreError>>| {
+        assert_eq!(items.len(), 3, "{items:?}");
+        assert_eq!(items[0].as_ref().expect("v1 reads").version, 1);
+        match &items[1] {
+            Err(StoreError::Corrupt {
+                version: 2,
+                position: Some(p),
+                ..
+            }) => {
+                assert!(*p > items[0].as_ref().expect("v1").position);
+            }
+            other => panic!("expected v2 to be corrupt, got {other:?}"),
+        }
+        assert_eq!(items[2].as_ref().expect("v3 reads").version, 3);
+    };
+    let read: Vec<_> = futures::StreamExt::collect(store.read_stream(&stream, 1)).await;
+    check(read);
+    let read: Vec<_> =
+        futures::StreamExt::collect(store.clone().with_batch_size(1).read_all(None)).await;
+    check(read);
+    let mut sub = store.subscribe(None);
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        let item = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            futures::StreamExt::next(&mut sub),
+        )
+        .await
+        .expect("within 20 s")
+        .expect("goes on");
+        live.push(item);
+    }
+    check(live);
+}
+
+#[tokio::test]
+async fn a_payload_too_deep_to_read_back_is_refused() {
+    let store = support::store().await;
+    let mut payload = serde_json::json!(1);
+    for _ in 0..200 {
+        payload = serde_json::json!({ "n": payload });
+    }
+    let stream = es_core::StreamId::new("deep", Uuid::now_v7().to_string());
+    let err = store
+        .append(
+            &stream,
+            es_core::ExpectedVersion::Any,
+            vec![es_core::NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "Deep".into(),
+                schema_version: 1,
+                payload,
+                metadata: es_core::Metadata::default(),
+            }],
+        )
+        .await
+        .expect_err("too deep");
+    assert!(
+        matches!(&err, StoreError::Unstorable { reason, .. } if reason.contains("128")),
+        "{err:?}"
+    );
+    assert_eq!(store.stream_version(&stream).await.expect("version"), 0);
 }

@@ -54,6 +54,7 @@ async fn insert_in(tx: &mut sqlx::PgConnection, schema: &str, stream: &StreamId,
 /// transaction id). Otherwise it only takes its transaction id first and inserts after the
 /// later appends committed (higher sequence value, lower transaction id).
 async fn late_commit(lower_sequence: bool) {
+    let _alone = support::exclusive().await;
     let store = support::store().await;
     let schema = store.schema().to_owned();
     let mut early = store.subscribe(None);
@@ -102,12 +103,20 @@ async fn late_commit(lower_sequence: bool) {
         "the committed events count as lag while held back"
     );
     assert!(lag.seconds.is_some_and(|s| s >= 0.0), "{lag:?}");
-    let horizon = store.horizon().await.expect("horizon");
-    let holder = horizon.holder.expect("someone holds the horizon");
-    assert_eq!(
-        holder.pid, holder_pid,
-        "the horizon names the open transaction's backend"
-    );
+    // Other tests' transactions come and go; ours stays open, so it is soon the oldest.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let horizon = store.horizon().await.expect("horizon");
+        let holder = horizon.holder.expect("someone holds the horizon");
+        if holder.pid == holder_pid {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the horizon never named the open transaction's backend {holder_pid}: {holder:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     tx.commit().await.expect("commit");
 

@@ -24,13 +24,19 @@ pub(crate) struct Server {
     _guard: Option<Mutex<(Child, ChildStdin)>>,
 }
 
-static SERVER: OnceLock<Server> = OnceLock::new();
+/// The server, or why it could not be had (kept, so a failed start is not retried by every
+/// test).
+static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
 
 pub(crate) fn server() -> &'static Server {
-    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => Server { url, _guard: None },
+    let server = SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => Ok(Server { url, _guard: None }),
         _ => start_throwaway(),
-    })
+    });
+    match server {
+        Ok(server) => server,
+        Err(why) => panic!("{why}"),
+    }
 }
 
 fn find_bin_dir() -> Option<PathBuf> {
@@ -86,24 +92,25 @@ fn command(root: bool, program: &Path) -> Command {
     }
 }
 
-fn start_throwaway() -> Server {
-    let bin = find_bin_dir().unwrap_or_else(|| {
-        panic!(
-            "no PostgreSQL for the tests: set DATABASE_URL to a running server \
-             (e.g. postgres://postgres@127.0.0.1:5432/test), or install the server binaries \
-             (Debian: apt-get install postgresql) so the tests can start a throwaway one"
-        )
-    });
+fn start_throwaway() -> Result<Server, String> {
+    let bin = find_bin_dir().ok_or(
+        "no PostgreSQL for the tests: set DATABASE_URL to a running server \
+         (e.g. postgres://postgres@127.0.0.1:5432/test), or install the server binaries \
+         (Debian: apt-get install postgresql) so the tests can start a throwaway one",
+    )?;
     let root = is_root();
-    let dir = std::env::temp_dir().join(format!(
+    // /tmp, not $TMPDIR: the postgres user must be able to enter it, and the socket path
+    // must stay short.
+    let dir = Path::new("/tmp").join(format!(
         "es-postgres-test-{}-{}",
         std::process::id(),
         uuid::Uuid::now_v7().simple()
     ));
-    std::fs::create_dir_all(&dir).expect("create the server's temp dir");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
     if root {
         let (uid, gid) = postgres_user();
-        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).expect("chown the temp dir");
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid))
+            .map_err(|e| format!("chown {}: {e}", dir.display()))?;
     }
     let data = dir.join("data");
     let log = dir.join("server.log");
@@ -157,22 +164,31 @@ fn start_throwaway() -> Server {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start postgres");
-    let stdin = child.stdin.take().expect("the wrapper's stdin");
+        .map_err(|e| format!("start postgres: {e}"))?;
+    let stdin = child.stdin.take().ok_or("the wrapper's stdin")?;
 
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the throwaway PostgreSQL did not start within 60 s; its log: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        let written = std::fs::read_to_string(&log).unwrap_or_default();
+        if written.contains("FATAL") || Instant::now() > deadline {
+            // Dropping stdin stops the wrapper, which cleans up.
+            return Err(format!(
+                "the throwaway PostgreSQL did not start; its log:\n{written}"
+            ));
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
-    Server {
+    Ok(Server {
         url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
         _guard: Some(Mutex::new((child, stdin))),
-    }
+    })
+}
+
+/// Serializes the tests that hold a transaction open on purpose: each asserts it is the one
+/// holding the server-wide horizon.
+pub(crate) async fn exclusive() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// A pool on the test server, retrying while it finishes starting up.

@@ -66,3 +66,32 @@ async fn without_listen_a_subscriber_polls() {
     let writer = other_writer(&store).await;
     wakes(store, writer).await;
 }
+
+/// Subscriptions share one listener on a connection of its own: a dozen idle
+/// subscriptions on a pool of three leave the pool free for appends and reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_subscriptions_do_not_exhaust_the_pool() {
+    let store = support::store_with(3).await;
+    let mut subs: Vec<_> = (0..12).map(|_| store.subscribe(None)).collect();
+    for sub in &mut subs {
+        let idle = tokio::time::timeout(Duration::from_millis(100), sub.next()).await;
+        assert!(idle.is_err(), "nothing to deliver yet");
+    }
+    let stream = StreamId::new("bell", Uuid::now_v7().to_string());
+    let e = event();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        store.append(&stream, ExpectedVersion::NoStream, vec![e.clone()]),
+    )
+    .await
+    .expect("the pool is not exhausted by subscriptions")
+    .expect("append");
+    for sub in &mut subs {
+        let got = tokio::time::timeout(Duration::from_secs(20), sub.next())
+            .await
+            .expect("delivered within 20 s")
+            .expect("goes on")
+            .expect("no error");
+        assert_eq!(got.event_id, e.event_id);
+    }
+}

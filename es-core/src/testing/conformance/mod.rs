@@ -235,9 +235,29 @@ async fn read_all<S: EventStore>(
         Some(p) => format!("read_all(after {p})"),
         None => "read_all(from the start)".to_owned(),
     };
-    let records: Vec<RecordedEvent> = within(WAIT, &what, store.read_all(after).try_collect())
-        .await
-        .unwrap_or_else(|e| panic!("{what}: failed with {e:?}"));
+    // A store may show the global log up to a horizon that trails the latest commits (on
+    // PostgreSQL, another transaction still open holds it back): the log must show every
+    // committed event eventually, never out of order. So read until the log holds every
+    // event that stream reads (which have no horizon) already show after `after`.
+    let mut committed = 0;
+    for stream in mine {
+        committed += read_stream(store, stream, 1)
+            .await
+            .iter()
+            .filter(|r| after.is_none_or(|a| r.position > a))
+            .count();
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let records: Vec<RecordedEvent> = loop {
+        let records: Vec<RecordedEvent> = within(WAIT, &what, store.read_all(after).try_collect())
+            .await
+            .unwrap_or_else(|e| panic!("{what}: failed with {e:?}"));
+        let shown = records.iter().filter(|r| mine.contains(&&r.stream)).count();
+        if shown >= committed || tokio::time::Instant::now() >= deadline {
+            break records;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let mut last = after;
     for r in &records {
         if let Some(last) = last {
