@@ -273,19 +273,21 @@ impl EventStore for InMemoryStore {
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<>
     {
         let store = self.clone();
-        let next = self.log_index_after(after);
         let head = self.inner.head.subscribe();
+        // The cursor is a position, not an index: found afresh for every batch, so a
+        // position past the end of the log (a checkpoint from another store) still means
+        // "after this", never "from whatever comes next".
         // Boxed: the waiting loop is an `async` block, which is not `Unpin` by itself.
         Box::pin(stream::unfold(
-            (store, next, head),
-            |(store, mut next, mut head)| async move {
+            (store, after, head),
+            |(store, mut after, mut head)| async move {
                 loop {
                     // Mark the head seen before reading, so an append after the read wakes us.
                     head.borrow_and_update();
-                    let batch = store.log_batch(next, usize::MAX);
-                    if !batch.is_empty() {
-                        next += batch.len();
-                        return Some((batch, (store, next, head)));
+                    let batch = store.log_batch(store.log_index_after(after), usize::MAX);
+                    if let Some(last) = batch.last() {
+                        after = Some(last.position);
+                        return Some((batch, (store, after, head)));
                     }
                     // The sender lives as long as `store`, which we hold: this cannot fail.
                     head.changed().await.ok()?;

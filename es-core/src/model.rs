@@ -20,6 +20,10 @@ use crate::codec::DecodeError;
 /// The stored name and version are a contract between services: renaming the Rust type does
 /// not change [`Event::NAME`] when `#[event(name = "...")]` is given. Events serialize to a
 /// JSON object.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event",
+    label = "add `#[derive(Event)]` to `{Self}`"
+)]
 pub trait Event:
     Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static
 {
@@ -33,6 +37,10 @@ pub trait Event:
 ///
 /// `Clone` because a retry after a conflict decides the same command again; serde because a
 /// command can arrive as JSON (`{"type": "Deposit", "amount": 10}` for the command enum).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a command",
+    label = "add `#[derive(Command)]` to `{Self}`"
+)]
 pub trait Command: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static {
     /// The command's type name, also its tag in the generated command enum.
     const NAME: &'static str;
@@ -41,13 +49,18 @@ pub trait Command: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 
 /// What `#[derive(Aggregate)]` knows: the stored name, the id type and the domain error.
 ///
 /// The state before the first event is `Default::default()`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an aggregate",
+    label = "add `#[derive(Aggregate)]` and `#[aggregate(error = YourError)]` to `{Self}`"
+)]
 pub trait AggregateRoot: Default + Send + Sync + 'static {
     /// The stored type name, also the stream category (`[a-z0-9_]+`).
     const NAME: &'static str;
     /// The aggregate's id; a stream shows as `"{NAME}-{id}"`.
     type Id: Display + FromStr + Clone + Send + Sync + 'static;
-    /// The domain error a command returns when it says no.
-    type Error: Send + Sync + 'static;
+    /// The domain error a command returns when it says no (`Debug`, so
+    /// [`Error`](crate::Error) always is).
+    type Error: Debug + Send + Sync + 'static;
 }
 
 /// What `#[aggregate_impl]` generates: the fold (`apply`) and the decision (`handle`).

@@ -166,7 +166,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// After a [`Error::Conflict`], up to `retries` more attempts, each re-loading and
     /// re-deciding, with jittered exponential backoff from about 1 ms. Nothing else is
-    /// retried; a rejected command never is.
+    /// retried; a rejected command never is. The backoff sleeps on Tokio's timer: run it
+    /// in a Tokio runtime with time enabled (the default of `#[tokio::main]`).
     #[must_use]
     pub fn with_retry(mut self, retries: u32) -> Self {
         self.retries = retries;
@@ -243,9 +244,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         self.run(id, command.into(), metadata, None).await
     }
 
-    /// Executes `command` only if the stream is at `expected` (an HTTP `If-Match`): the
-    /// loaded version is checked before deciding, and the append expects it too. Never
-    /// retried.
+    /// Executes `command` only if the stream is at the caller's `expected` version (an
+    /// HTTP `If-Match`): the loaded version is checked before deciding, so a stale
+    /// expectation is a conflict whatever the command, and the append expects it too (a
+    /// writer between the load and the append is a conflict as well). Never retried.
     ///
     /// # Errors
     ///
@@ -272,6 +274,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut attempt = 0;
         loop {
             let loaded = self.load_stream(&stream).await?;
+            // If-Match: a stale expectation is a conflict before anything is decided, even
+            // for a command that would emit nothing (it was meant for another state).
             if let Some(expected) = expected
                 && !expected.matches(loaded.version)
             {

@@ -166,6 +166,24 @@ fn take_markers(cx: &Ctxt, f: &mut ImplItemFn) -> Option<Marker> {
             None => found = Some((marker, attr.span())),
         }
     }
+    if let Some((marker, _)) = found {
+        let name = if marker == Marker::Command {
+            COMMAND
+        } else {
+            APPLY
+        };
+        for attr in kept
+            .iter()
+            .filter(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
+        {
+            cx.error_spanned_by(
+                attr,
+                format!(
+                    "`#[{name}]` methods cannot be conditional: the event and command enums list every one; put the `#[cfg]` on the whole impl block, or on the aggregate's module"
+                ),
+            );
+        }
+    }
     f.attrs = kept;
     found.map(|(m, _)| m)
 }

@@ -12,12 +12,33 @@ use crate::ast::{AggregateImpl, TypeRef, render};
 use crate::attr::snake_case;
 use crate::ctxt::Ctxt;
 
+/// Checks the model; returns false when nothing should be generated (a user type takes a
+/// generated enum's name: generating it would only add errors about a name clash).
 pub(crate) fn check(
     cx: &Ctxt,
     model: &mut AggregateImpl,
     event_enum: &Ident,
     command_enum: &Ident,
-) {
+) -> bool {
+    let mut generate = true;
+    let used = model
+        .applies
+        .iter()
+        .map(|a| (&a.event, "event"))
+        .chain(model.commands.iter().map(|c| (&c.command, "command")));
+    for (ty, kind) in used {
+        for (generated, key) in [(event_enum, "event"), (command_enum, "command")] {
+            if ty.ident == *generated {
+                generate = false;
+                cx.error_spanned_by(
+                    &ty.ty,
+                    format!(
+                        "this {kind} type is named `{generated}`, the name of the generated {key} enum: rename the type, or give the enum another name with `#[aggregate_impl({key} = ...)]`"
+                    ),
+                );
+            }
+        }
+    }
     check_unique(
         cx,
         model.applies.iter().map(|a| (&a.event, &a.method)),
@@ -34,17 +55,6 @@ pub(crate) fn check(
         "`#[command]`",
         command_enum,
     );
-    for apply in &model.applies {
-        if apply.event.ident == *event_enum {
-            cx.error_spanned_by(
-                &apply.event.ty,
-                format!(
-                    "`#[apply]` takes one event type, not the generated `{event_enum}`: write one `#[apply]` method per event type"
-                ),
-            );
-        }
-    }
-
     let applied: HashMap<String, &TypeRef> = model
         .applies
         .iter()
@@ -75,6 +85,7 @@ pub(crate) fn check(
             command.valid = false;
         }
     }
+    generate
 }
 
 fn check_unique<'a>(

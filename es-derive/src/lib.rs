@@ -70,7 +70,9 @@ pub fn aggregate_impl(args: TokenStream, input: TokenStream) -> TokenStream {
     let command_enum = args
         .command
         .unwrap_or_else(|| format_ident!("{}Command", model.self_ident));
-    check::check(&cx, &mut model, &event_enum, &command_enum);
+    if !check::check(&cx, &mut model, &event_enum, &command_enum) {
+        return expand::with_errors(cx, model.item.into_token_stream()).into();
+    }
     let krate = expand::krate(args.krate.as_ref());
     let names = expand::aggregate_impl::Names {
         krate: &krate,

@@ -360,3 +360,155 @@ async fn a_subscriber_sees_every_executed_event_in_order() {
     }
     assert_eq!(versions, (1..=21).collect::<Vec<u64>>());
 }
+
+/// A store that refuses the next `conflicts` appends with a conflict, and counts appends and
+/// loads: retry behaviour made deterministic.
+#[derive(Clone)]
+struct Flaky {
+    inner: InMemoryStore,
+    conflicts: Arc<std::sync::atomic::AtomicU32>,
+    appends: Arc<std::sync::atomic::AtomicU32>,
+    loads: Arc<std::sync::atomic::AtomicU32>,
+}
+
+impl Flaky {
+    fn new(conflicts: u32) -> Self {
+        Self {
+            inner: InMemoryStore::new(),
+            conflicts: Arc::new(conflicts.into()),
+            appends: Arc::default(),
+            loads: Arc::default(),
+        }
+    }
+
+    fn counts(&self) -> (u32, u32) {
+        use std::sync::atomic::Ordering::SeqCst;
+        (self.appends.load(SeqCst), self.loads.load(SeqCst))
+    }
+}
+
+impl EventStore for Flaky {
+    async fn append(
+        &self,
+        stream: &es_core::StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<es_core::Appended, es_core::StoreError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.appends.fetch_add(1, SeqCst);
+        let refuse = self
+            .conflicts
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse {
+            let actual = self.inner.stream_version(stream).await?;
+            return Err(es_core::StoreError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual: actual + 1,
+            });
+        }
+        self.inner.append(stream, expected, events).await
+    }
+
+    fn read_stream(
+        &self,
+        stream: &es_core::StreamId,
+        from: u64,
+    ) -> impl futures::Stream<Item = Result<es_core::RecordedEvent, es_core::StoreError>>
+    + Send
+    + Unpin
+    + 'static
+    + use<> {
+        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.read_stream(stream, from)
+    }
+
+    fn read_all(
+        &self,
+        after: Option<Position>,
+    ) -> impl futures::Stream<Item = Result<es_core::RecordedEvent, es_core::StoreError>>
+    + Send
+    + Unpin
+    + 'static
+    + use<> {
+        self.inner.read_all(after)
+    }
+
+    fn subscribe(
+        &self,
+        after: Option<Position>,
+    ) -> impl futures::Stream<Item = Result<es_core::RecordedEvent, es_core::StoreError>>
+    + Send
+    + Unpin
+    + 'static
+    + use<> {
+        self.inner.subscribe(after)
+    }
+
+    async fn stream_version(&self, stream: &es_core::StreamId) -> Result<u64, es_core::StoreError> {
+        self.inner.stream_version(stream).await
+    }
+}
+
+#[tokio::test]
+async fn with_retry_n_makes_n_more_attempts_on_conflict_only() {
+    let id = AccountId::new();
+    // Three conflicts, three retries: the fourth attempt lands; each attempt re-loads.
+    let store = Flaky::new(3);
+    let repo = Repository::<Account, _>::new(store.clone()).with_retry(3);
+    repo.execute(
+        &id,
+        OpenAccount {
+            owner: "ada".into(),
+        },
+    )
+    .await
+    .expect("lands on the fourth attempt");
+    assert_eq!(store.counts(), (4, 4));
+
+    // Three conflicts, two retries: the conflict comes back after three attempts.
+    let store = Flaky::new(3);
+    let repo = Repository::<Account, _>::new(store.clone()).with_retry(2);
+    let err = repo
+        .execute(
+            &id,
+            OpenAccount {
+                owner: "ada".into(),
+            },
+        )
+        .await
+        .expect_err("out of retries");
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert_eq!(store.counts(), (3, 3));
+    assert!(store.inner.is_empty(), "nothing written");
+
+    // A rejection is never retried and never reaches the store's append.
+    let store = Flaky::new(3);
+    let repo = Repository::<Account, _>::new(store.clone()).with_retry(5);
+    let err = repo
+        .execute(&id, Deposit { amount: 1 })
+        .await
+        .expect_err("not open");
+    assert!(
+        matches!(err, Error::Rejected(AccountError::NotOpen)),
+        "{err:?}"
+    );
+    assert_eq!(store.counts(), (0, 1));
+
+    // execute_expecting is never retried, whatever `with_retry` says.
+    let store = Flaky::new(1);
+    let repo = Repository::<Account, _>::new(store.clone()).with_retry(5);
+    let err = repo
+        .execute_expecting(
+            &id,
+            OpenAccount {
+                owner: "ada".into(),
+            },
+            ExpectedVersion::NoStream,
+        )
+        .await
+        .expect_err("conflict");
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert_eq!(store.counts(), (1, 1));
+}

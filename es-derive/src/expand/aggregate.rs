@@ -25,9 +25,25 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     }
     let krate = krate(attrs.krate.as_ref());
     let ident = &input.ident;
-    let name = attrs
-        .name
-        .map_or_else(|| snake_case(&ident.to_string()), |lit| lit.value());
+    let name = attrs.name.map_or_else(
+        || {
+            let name = snake_case(&ident.to_string());
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            if !valid {
+                cx.error_at(
+                    ident.span(),
+                    format!(
+                        "the stored name of `{ident}` would be {name:?}, but a stream category uses only `a-z`, `0-9` and `_`: give one with `#[aggregate(name = \"...\")]`"
+                    ),
+                );
+            }
+            name
+        },
+        |lit| lit.value(),
+    );
     let id = attrs.id.map_or_else(
         || quote!(#krate::__private::Uuid),
         |ty| quote_spanned!(ty.span()=> #ty),

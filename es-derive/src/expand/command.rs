@@ -1,8 +1,9 @@
 //! `#[derive(Command)]`: `impl Command` with the command's type name.
 
 use proc_macro2::TokenStream;
-use quote::quote_spanned;
-use syn::{Data, DeriveInput, Fields};
+use quote::{ToTokens, quote_spanned};
+use syn::ext::IdentExt;
+use syn::{Data, DeriveInput, Field, Fields, LitStr};
 
 use crate::attr;
 use crate::ctxt::Ctxt;
@@ -22,6 +23,19 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
             ),
         );
     }
+    if let Data::Struct(data) = &input.data {
+        for field in &data.fields {
+            if field.ident.as_ref().is_some_and(|i| i.unraw() == "type") || renamed_to_type(field) {
+                cx.error_spanned_by(
+                    field.ident.as_ref().map_or_else(|| field.ty.to_token_stream(), ToTokens::to_token_stream),
+                    format!(
+                        "a command's JSON carries its type in a `type` key (`{{\"type\": \"{}\", ..}}`), so no field may be called `type`: rename the field, e.g. `kind` or `#[serde(rename = \"account_type\")]`",
+                        input.ident
+                    ),
+                );
+            }
+        }
+    }
     let krate = krate(krate_path.as_ref());
     let ident = &input.ident;
     let name = ident.to_string();
@@ -33,4 +47,32 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
         }
     };
     with_errors(cx, tokens)
+}
+
+/// Whether `#[serde(rename = "type")]` (or `rename(serialize = "type", ..)`) renames the field
+/// to `type`. Other serde keys are serde's business: skipped, never reported here.
+fn renamed_to_type(field: &Field) -> bool {
+    let mut renamed = false;
+    for attr in field.attrs.iter().filter(|a| a.path().is_ident("serde")) {
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("rename") {
+                if meta.input.peek(syn::Token![=]) {
+                    let name: LitStr = meta.value()?.parse()?;
+                    renamed |= name.value() == "type";
+                } else {
+                    meta.parse_nested_meta(|inner| {
+                        let name: LitStr = inner.value()?.parse()?;
+                        renamed |= name.value() == "type";
+                        Ok(())
+                    })?;
+                }
+            } else if meta.input.peek(syn::Token![=]) {
+                meta.value()?.parse::<syn::Expr>()?;
+            } else if meta.input.peek(syn::token::Paren) {
+                meta.input.parse::<proc_macro2::Group>()?;
+            }
+            Ok(())
+        });
+    }
+    renamed
 }

@@ -99,6 +99,7 @@ macro_rules! conformance_tests {
             subscribe_delivers_history_then_live_events_once,
             concurrent_subscribers_see_the_same_sequence,
             subscribe_resumes_after_a_position,
+            subscribe_after_a_position_past_the_end_is_exclusive,
             racing_exact_appends_exactly_one_wins,
             concurrent_exact_appends_lose_no_update,
             concurrent_any_appends_all_succeed,

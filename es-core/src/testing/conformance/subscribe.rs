@@ -234,3 +234,31 @@ fn append_live<S: EventStore>(
         want
     })
 }
+
+/// A subscription after a position the log has not reached (a checkpoint from elsewhere)
+/// delivers only events after that position, never "whatever comes next".
+pub async fn subscribe_after_a_position_past_the_end_is_exclusive<S: EventStore>(store: S) {
+    let stream = stream_id();
+    let a = append(&store, &stream, ExpectedVersion::NoStream, events(1, 2)).await;
+    let last = a.positions[0];
+    let beyond = Position::new(last.major(), last.minor().saturating_add(1_000_000));
+    let mut sub = subscribe(&store, Some(beyond), &[&stream], "past the end");
+    append(&store, &stream, ExpectedVersion::Exact(1), events(2, 5)).await;
+    // What the log holds after `beyond` (read_all is exclusive too): the subscription must
+    // deliver exactly that, in order, whether the store sorts the new events before or
+    // after `beyond`.
+    let want = read_all(&store, Some(beyond), &[&stream]).await;
+    let got = sub.take(want.len()).await;
+    assert_records(&got, &want, "subscribe after a position past the end");
+    assert!(
+        got.iter().all(|r| r.position > beyond),
+        "a subscription delivered an event at or before its position"
+    );
+    let more = tokio::time::timeout(Duration::from_millis(200), sub.inner.next()).await;
+    if let Ok(Some(Ok(r))) = &more {
+        assert!(
+            r.stream != stream || r.position > beyond,
+            "delivered {r:?} at or before {beyond}"
+        );
+    }
+}
