@@ -86,7 +86,9 @@ pub use memory::InMemoryStore;
 pub use model::{Aggregate, AggregateRoot, Command, CommandSet, Event, EventSet};
 pub use position::{ParsePositionError, Position};
 pub use repository::{Error, Executed, Loaded, Repository};
-pub use store::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+pub use store::{
+    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, replayed_append,
+};
 
 /// `#[derive(Event)]`: implements [`Event`] (`#[event(name = "...", version = N)]`).
 pub use es_derive::Event;

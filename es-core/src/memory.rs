@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use crate::envelope::StreamId;
 use crate::position::Position;
-use crate::store::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+use crate::store::{
+    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, replayed_append,
+};
 
 /// How many records a read copies out per lock: reads hold memory for one batch at a time.
 const BATCH: usize = 256;
@@ -60,7 +62,8 @@ struct State {
     log: Vec<Arc<RecordedEvent>>,
     /// Per stream, the indices of its events in `log`, in version order.
     streams: HashMap<StreamId, Vec<usize>>,
-    event_ids: HashSet<Uuid>,
+    /// Every stored event id, with its index in `log`.
+    event_ids: HashMap<Uuid, usize>,
 }
 
 impl std::fmt::Debug for InMemoryStore {
@@ -119,6 +122,20 @@ impl InMemoryStore {
         // microseconds; so do we, so both stores return the same instant.
         let recorded_at: DateTime<Utc> = Utc::now().trunc_subsecs(6);
         let actual = state.streams.get(stream).map_or(0, |v| to_u64(v.len()));
+        // A retry of an append that already landed gets its original outcome.
+        if let Some(first) = events.first()
+            && state.event_ids.contains_key(&first.event_id)
+        {
+            let stored: Vec<Option<&RecordedEvent>> = events
+                .iter()
+                .map(|e| state.event_ids.get(&e.event_id).map(|&i| &*state.log[i]))
+                .collect();
+            return replayed_append(stream, expected, &events, &stored).ok_or(
+                StoreError::DuplicateEventId {
+                    event_id: first.event_id,
+                },
+            );
+        }
         if !expected.matches(actual) {
             return Err(StoreError::Conflict {
                 stream: stream.clone(),
@@ -135,7 +152,7 @@ impl InMemoryStore {
         }
         let mut fresh = HashSet::with_capacity(events.len());
         for e in &events {
-            if state.event_ids.contains(&e.event_id) || !fresh.insert(e.event_id) {
+            if state.event_ids.contains_key(&e.event_id) || !fresh.insert(e.event_id) {
                 return Err(StoreError::DuplicateEventId {
                     event_id: e.event_id,
                 });
@@ -152,7 +169,7 @@ impl InMemoryStore {
         for (version, e) in (actual + 1..).zip(events) {
             let index = log.len();
             let position = Position::new(0, to_u64(index) + 1);
-            event_ids.insert(e.event_id);
+            event_ids.insert(e.event_id, index);
             log.push(Arc::new(RecordedEvent {
                 position,
                 stream: stream.clone(),

@@ -102,6 +102,48 @@ pub struct Appended {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// For store implementers: whether `events` were already appended to `stream` exactly as
+/// asked (same ids, same content, same order, at consecutive versions that `expected`
+/// allows), as when an append is retried after its outcome was lost with the connection.
+/// Such a retry succeeds with the original outcome instead of failing on its own event ids.
+///
+/// `stored` holds the stored record of each event, in the order of `events` (`None` when an
+/// id is not stored).
+#[must_use]
+pub fn replayed_append(
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    stored: &[Option<&RecordedEvent>],
+) -> Option<Appended> {
+    if events.is_empty() || events.len() != stored.len() {
+        return None;
+    }
+    let first = stored.first().copied().flatten()?;
+    for (i, (event, record)) in events.iter().zip(stored).enumerate() {
+        let record = (*record)?;
+        let same = record.stream == *stream
+            && record.event_id == event.event_id
+            && record.event_type == event.event_type
+            && record.schema_version == event.schema_version
+            && record.payload == event.payload
+            && record.metadata == event.metadata
+            && Some(record.version) == first.version.checked_add(u64::try_from(i).ok()?);
+        if !same {
+            return None;
+        }
+    }
+    let before = first.version.checked_sub(1)?;
+    if !matches!(expected, ExpectedVersion::Any) && !expected.matches(before) {
+        return None;
+    }
+    Some(Appended {
+        version: stored.last().copied().flatten()?.version,
+        positions: stored.iter().flatten().map(|r| r.position).collect(),
+        recorded_at: first.recorded_at,
+    })
+}
+
 /// What a store can fail with. Each variant carries what a caller acts on.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -116,7 +158,8 @@ pub enum StoreError {
         /// The stream's version when the append was refused.
         actual: u64,
     },
-    /// An event id is already stored; nothing was written.
+    /// An event id is already stored, and this append is not a retry of the one that stored
+    /// it (see [`replayed_append`]); nothing was written.
     #[error("event id {event_id} is already stored")]
     DuplicateEventId {
         /// The id that clashed.

@@ -2,15 +2,19 @@
 //! and writes every event, atomically. A clash on (stream, version) is the conflict; `Any`
 //! retries it; an event id already stored is its own error.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
-use es_core::{Appended, ExpectedVersion, NewEvent, Position, StoreError, StreamId};
+use es_core::{
+    Appended, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamId,
+    replayed_append,
+};
 use sqlx::Row;
 use uuid::Uuid;
 
 use crate::Inner;
 use crate::error::{backend, unique_violation};
+use crate::read::decode_row;
 
 /// How often an `Any` append retries a race before giving up with the conflict (each retry
 /// means another writer made progress).
@@ -65,7 +69,7 @@ struct Columns {
     event_ids: Vec<Uuid>,
 }
 
-fn columns(stream: &StreamId, events: Vec<NewEvent>) -> Result<Columns, StoreError> {
+fn columns(stream: &StreamId, events: &[NewEvent]) -> Result<Columns, StoreError> {
     let unstorable = |reason: String| StoreError::Unstorable {
         stream: stream.clone(),
         reason,
@@ -102,7 +106,7 @@ fn columns(stream: &StreamId, events: Vec<NewEvent>) -> Result<Columns, StoreErr
         }
         cols.payloads.push(event.payload.to_string());
         cols.metadata.push(metadata.to_string());
-        cols.event_types.push(event.event_type);
+        cols.event_types.push(event.event_type.clone());
         cols.schema_versions.push(i32::from(event.schema_version));
         cols.event_ids.push(event.event_id);
     }
@@ -148,7 +152,7 @@ pub(crate) async fn append(
         },
     };
     let count = events.len();
-    let cols = columns(stream, events)?;
+    let cols = columns(stream, &events)?;
 
     let mut attempts = 0;
     loop {
@@ -163,14 +167,29 @@ pub(crate) async fn append(
             .bind(&cols.event_ids)
             .fetch_all(&inner.pool)
             .await;
-        let error = match result {
+        let refusal = match result {
             Ok(rows) if rows.len() == count => {
                 inner.wake.appended();
                 return appended(stream, &rows);
             }
             // The WHERE on the expected version filtered everything out.
-            Ok(_) => return Err(conflict(stream_version(inner, stream).await?)),
-            Err(e) => e,
+            Ok(_) => None,
+            Err(e) => Some(e),
+        };
+        // Refused. A retry of an append that already landed gets its original outcome, as
+        // in memory: when its first event is stored, it is that retry or a duplicate.
+        let stored = stored_records(inner, &cols.event_ids).await?;
+        if stored.contains_key(&events[0].event_id) {
+            let records: Vec<Option<&RecordedEvent>> =
+                events.iter().map(|e| stored.get(&e.event_id)).collect();
+            return replayed_append(stream, expected, &events, &records).ok_or(
+                StoreError::DuplicateEventId {
+                    event_id: events[0].event_id,
+                },
+            );
+        }
+        let Some(error) = refusal else {
+            return Err(conflict(stream_version(inner, stream).await?));
         };
         match unique_violation(&error) {
             Some("events_stream_version_key") => {
@@ -181,19 +200,33 @@ pub(crate) async fn append(
                 // `Any` lost a race: the next attempt reads the new version.
             }
             Some("events_event_id_key") => {
-                let stored: Option<Uuid> = sqlx::query_scalar(inner.sql.stored_event_id.clone())
-                    .bind(&cols.event_ids)
-                    .fetch_optional(&inner.pool)
-                    .await
-                    .map_err(backend)?;
-                // The clash may have been with an append that rolled back meanwhile; name
-                // the first id then.
-                let event_id = stored.unwrap_or(cols.event_ids[0]);
+                // The first stored id in the batch's order; the clash may have been with an
+                // append that rolled back meanwhile: name the first id then.
+                let event_id = events
+                    .iter()
+                    .map(|e| e.event_id)
+                    .find(|id| stored.contains_key(id))
+                    .unwrap_or(events[0].event_id);
                 return Err(StoreError::DuplicateEventId { event_id });
             }
             _ => return Err(backend(error)),
         }
     }
+}
+
+/// The stored records of these event ids (only those stored).
+async fn stored_records(
+    inner: &Inner,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, RecordedEvent>, StoreError> {
+    let rows = sqlx::query(inner.sql.stored_events.clone())
+        .bind(ids)
+        .fetch_all(&inner.pool)
+        .await
+        .map_err(backend)?;
+    rows.iter()
+        .map(|row| decode_row(row).map(|r| (r.event_id, r)))
+        .collect()
 }
 
 fn appended(stream: &StreamId, rows: &[sqlx::postgres::PgRow]) -> Result<Appended, StoreError> {

@@ -78,6 +78,11 @@ fn row_key(row: &PgRow) -> RowKey {
     }
 }
 
+/// A whole row, key included.
+pub(crate) fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    decode(row, &row_key(row))
+}
+
 fn decode(row: &PgRow, key: &RowKey) -> Result<RecordedEvent, StoreError> {
     let category: String = row.try_get("category").map_err(backend)?;
     let stream_id: String = row.try_get("stream_id").map_err(backend)?;

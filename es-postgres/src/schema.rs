@@ -41,7 +41,7 @@ pub(crate) struct Statements {
     pub(crate) stream_version: SqlStr,
     pub(crate) read_stream: SqlStr,
     pub(crate) read_all: SqlStr,
-    pub(crate) stored_event_id: SqlStr,
+    pub(crate) stored_events: SqlStr,
     pub(crate) lag: SqlStr,
 }
 
@@ -88,8 +88,8 @@ impl Statements {
                 "SELECT count(*) AS events, extract(epoch FROM now() - min(recorded_at))::float8 AS seconds \
                  FROM {events} WHERE (transaction_id, position) > ($1::text::xid8, $2)"
             )),
-            stored_event_id: sql(format!(
-                "SELECT event_id FROM {events} WHERE event_id = ANY($1) LIMIT 1"
+            stored_events: sql(format!(
+                "SELECT {COLUMNS} FROM {events} WHERE event_id = ANY($1)"
             )),
         }
     }

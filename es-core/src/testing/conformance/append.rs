@@ -340,3 +340,84 @@ pub async fn append_with_an_event_id_repeated_in_the_batch_fails_and_writes_noth
         "the global log must hold nothing of the refused appends",
     );
 }
+
+/// An append retried after its outcome was lost (same ids, same content, same order, with
+/// the expected version it was first given, or `Any`) succeeds with the original outcome and
+/// writes nothing more. Anything else holding a stored id is still a duplicate.
+pub async fn an_append_retried_with_the_same_events_gets_its_original_outcome<S: EventStore>(
+    store: S,
+) {
+    let s = stream_id();
+    let batch = events(1, 3);
+    let first = append(&store, &s, ExpectedVersion::NoStream, batch.clone()).await;
+    append(&store, &s, ExpectedVersion::Exact(2), events(3, 4)).await;
+    for expected in [
+        ExpectedVersion::NoStream,
+        ExpectedVersion::Exact(0),
+        ExpectedVersion::Any,
+    ] {
+        let again = store
+            .append(&s, expected, batch.clone())
+            .await
+            .unwrap_or_else(|e| panic!("a retried append with {expected:?} must succeed: {e:?}"));
+        assert_eq!(
+            again, first,
+            "a retried append returns the original outcome"
+        );
+    }
+    assert_eq!(stream_version(&store, &s).await, 3, "retries wrote nothing");
+
+    let other = stream_id();
+    let changed = NewEvent {
+        payload: json!({ "changed": true }),
+        ..batch[0].clone()
+    };
+    let fresh = events(10, 11);
+    for (what, stream, expected, attempt) in [
+        (
+            "other content",
+            &s,
+            ExpectedVersion::NoStream,
+            vec![changed, batch[1].clone()],
+        ),
+        (
+            "another order",
+            &s,
+            ExpectedVersion::Any,
+            vec![batch[1].clone(), batch[0].clone()],
+        ),
+        (
+            "another expected version",
+            &s,
+            ExpectedVersion::Exact(1),
+            batch.clone(),
+        ),
+        (
+            "another stream",
+            &other,
+            ExpectedVersion::NoStream,
+            batch.clone(),
+        ),
+        (
+            "a stored id then a fresh one",
+            &s,
+            ExpectedVersion::NoStream,
+            vec![batch[0].clone(), fresh[0].clone()],
+        ),
+    ] {
+        // Each attempt starts with a stored id: the error names the first stored one.
+        let clash = attempt[0].event_id;
+        let err = append_err(&store, stream, expected, attempt).await;
+        assert_duplicate(&err, clash, &format!("a stored id with {what}"));
+    }
+    assert_eq!(
+        stream_version(&store, &s).await,
+        3,
+        "refusals wrote nothing"
+    );
+    assert_eq!(
+        stream_version(&store, &other).await,
+        0,
+        "refusals wrote nothing"
+    );
+}

@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             empty_append_writes_nothing,
             append_with_a_stored_event_id_fails_and_writes_nothing,
             append_with_an_event_id_repeated_in_the_batch_fails_and_writes_nothing,
+            an_append_retried_with_the_same_events_gets_its_original_outcome,
             read_stream_from_a_version_is_inclusive,
             streams_are_independent,
             categories_are_kept_apart,
