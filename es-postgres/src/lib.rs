@@ -9,6 +9,9 @@
 //!   surfaces as a unique violation on `(category, stream_id, version)`, which becomes
 //!   [`es_core::StoreError::Conflict`] with the actual version. No table
 //!   lock, no `ON CONFLICT DO NOTHING`.
+//!   An append retried after its outcome was lost (same event ids and content) gets its
+//!   original outcome ([`es_core::replayed_append`]); any other reuse of an id is
+//!   `DuplicateEventId`.
 //! - **The global log** is ordered by (writer's transaction id, sequence value), and readers
 //!   take only rows whose transaction is below `pg_snapshot_xmin(pg_current_snapshot())`,
 //!   computed in the same statement. Every transaction below that horizon has ended, so no

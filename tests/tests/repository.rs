@@ -512,3 +512,36 @@ async fn with_retry_n_makes_n_more_attempts_on_conflict_only() {
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     assert_eq!(store.counts(), (1, 1));
 }
+
+/// `Repository` is `Send + Sync` and its futures are `Send`, for every store: shared in an
+/// `Arc` and used from `tokio::spawn`. Checked at compile time for any `S: EventStore`.
+fn repository_futures_are_send<S: EventStore>(repo: &Repository<Account, S>, id: &AccountId) {
+    fn send<T: Send>(_: &T) {}
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Repository<Account, S>>();
+    send(&repo.load(id));
+    send(&repo.execute(id, Deposit { amount: 1 }));
+    send(&repo.execute_with(id, Deposit { amount: 1 }, Metadata::default()));
+    send(&repo.execute_expecting(id, Deposit { amount: 1 }, ExpectedVersion::Any));
+}
+
+#[tokio::test]
+async fn repositories_move_across_tasks() {
+    let store = InMemoryStore::new();
+    let repo = Arc::new(accounts(&store));
+    repository_futures_are_send(&repo, &AccountId::new());
+    let id = AccountId::new();
+    let handle = tokio::spawn({
+        let repo = Arc::clone(&repo);
+        async move {
+            repo.execute(
+                &id,
+                OpenAccount {
+                    owner: "ada".into(),
+                },
+            )
+            .await
+        }
+    });
+    assert_eq!(handle.await.expect("task").expect("opens").version, 1);
+}
