@@ -9,6 +9,7 @@ use bank::domain::account::{
     Account, AccountError, AccountEvent, AccountId, Deposit, MoneyDeposited, OpenAccount, Withdraw,
 };
 use es_core::prelude::*;
+use es_core::testing::Instrumented;
 use es_core::{DecodeError, EncodeError, Error, NewEvent};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -361,101 +362,18 @@ async fn a_subscriber_sees_every_executed_event_in_order() {
     assert_eq!(versions, (1..=21).collect::<Vec<u64>>());
 }
 
-/// A store that refuses the next `conflicts` appends with a conflict, and counts appends and
-/// loads: retry behaviour made deterministic.
-#[derive(Clone)]
-struct Flaky {
-    inner: InMemoryStore,
-    conflicts: Arc<std::sync::atomic::AtomicU32>,
-    appends: Arc<std::sync::atomic::AtomicU32>,
-    loads: Arc<std::sync::atomic::AtomicU32>,
-}
-
-impl Flaky {
-    fn new(conflicts: u32) -> Self {
-        Self {
-            inner: InMemoryStore::new(),
-            conflicts: Arc::new(conflicts.into()),
-            appends: Arc::default(),
-            loads: Arc::default(),
-        }
-    }
-
-    fn counts(&self) -> (u32, u32) {
-        use std::sync::atomic::Ordering::SeqCst;
-        (self.appends.load(SeqCst), self.loads.load(SeqCst))
-    }
-}
-
-impl EventStore for Flaky {
-    async fn append(
-        &self,
-        stream: &es_core::StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<es_core::Appended, es_core::StoreError> {
-        use std::sync::atomic::Ordering::SeqCst;
-        self.appends.fetch_add(1, SeqCst);
-        let refuse = self
-            .conflicts
-            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if refuse {
-            let actual = self.inner.stream_version(stream).await?;
-            return Err(es_core::StoreError::Conflict {
-                stream: stream.clone(),
-                expected,
-                actual: actual + 1,
-            });
-        }
-        self.inner.append(stream, expected, events).await
-    }
-
-    fn read_stream(
-        &self,
-        stream: &es_core::StreamId,
-        from: u64,
-    ) -> impl futures::Stream<Item = Result<es_core::RecordedEvent, es_core::StoreError>>
-    + Send
-    + Unpin
-    + 'static
-    + use<> {
-        self.loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.inner.read_stream(stream, from)
-    }
-
-    fn read_all(
-        &self,
-        after: Option<Position>,
-    ) -> impl futures::Stream<Item = Result<es_core::RecordedEvent, es_core::StoreError>>
-    + Send
-    + Unpin
-    + 'static
-    + use<> {
-        self.inner.read_all(after)
-    }
-
-    fn subscribe(
-        &self,
-        after: Option<Position>,
-    ) -> impl futures::Stream<Item = Result<es_core::RecordedEvent, es_core::StoreError>>
-    + Send
-    + Unpin
-    + 'static
-    + use<> {
-        self.inner.subscribe(after)
-    }
-
-    async fn stream_version(&self, stream: &es_core::StreamId) -> Result<u64, es_core::StoreError> {
-        self.inner.stream_version(stream).await
-    }
-}
-
 #[tokio::test]
 async fn with_retry_n_makes_n_more_attempts_on_conflict_only() {
     let id = AccountId::new();
+    let flaky = |conflicts| {
+        let store = Instrumented::new(InMemoryStore::new());
+        store.refuse_next_appends(conflicts);
+        store
+    };
+    let counts = |s: &Instrumented<InMemoryStore>| (s.appends(), s.stream_reads());
+
     // Three conflicts, three retries: the fourth attempt lands; each attempt re-loads.
-    let store = Flaky::new(3);
+    let store = flaky(3);
     let repo = Repository::<Account, _>::new(store.clone()).with_retry(3);
     repo.execute(
         &id,
@@ -465,10 +383,10 @@ async fn with_retry_n_makes_n_more_attempts_on_conflict_only() {
     )
     .await
     .expect("lands on the fourth attempt");
-    assert_eq!(store.counts(), (4, 4));
+    assert_eq!(counts(&store), (4, 4));
 
     // Three conflicts, two retries: the conflict comes back after three attempts.
-    let store = Flaky::new(3);
+    let store = flaky(3);
     let repo = Repository::<Account, _>::new(store.clone()).with_retry(2);
     let err = repo
         .execute(
@@ -480,11 +398,11 @@ async fn with_retry_n_makes_n_more_attempts_on_conflict_only() {
         .await
         .expect_err("out of retries");
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
-    assert_eq!(store.counts(), (3, 3));
-    assert!(store.inner.is_empty(), "nothing written");
+    assert_eq!(counts(&store), (3, 3));
+    assert!(store.inner().is_empty(), "nothing written");
 
     // A rejection is never retried and never reaches the store's append.
-    let store = Flaky::new(3);
+    let store = flaky(3);
     let repo = Repository::<Account, _>::new(store.clone()).with_retry(5);
     let err = repo
         .execute(&id, Deposit { amount: 1 })
@@ -494,10 +412,10 @@ async fn with_retry_n_makes_n_more_attempts_on_conflict_only() {
         matches!(err, Error::Rejected(AccountError::NotOpen)),
         "{err:?}"
     );
-    assert_eq!(store.counts(), (0, 1));
+    assert_eq!(counts(&store), (0, 1));
 
     // execute_expecting is never retried, whatever `with_retry` says.
-    let store = Flaky::new(1);
+    let store = flaky(1);
     let repo = Repository::<Account, _>::new(store.clone()).with_retry(5);
     let err = repo
         .execute_expecting(
@@ -510,7 +428,7 @@ async fn with_retry_n_makes_n_more_attempts_on_conflict_only() {
         .await
         .expect_err("conflict");
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
-    assert_eq!(store.counts(), (1, 1));
+    assert_eq!(counts(&store), (1, 1));
 }
 
 /// `Repository` is `Send + Sync` and its futures are `Send`, for every store: shared in an

@@ -1,7 +1,11 @@
 //! Test support (feature `testing`): [`Fixture`], given / when / then for one aggregate with
-//! no store, and [`conformance`], the suite every [`EventStore`](crate::EventStore) passes.
+//! no store; [`conformance`], the suite every [`EventStore`](crate::EventStore) passes; and
+//! [`Instrumented`], a store wrapper that counts and injects conflicts.
 
 pub mod conformance;
+mod instrumented;
+
+pub use instrumented::Instrumented;
 
 use std::fmt::Debug;
 

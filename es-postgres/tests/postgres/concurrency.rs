@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bank::domain::account::{Account, AccountId, Deposit, OpenAccount};
+use es_core::testing::Instrumented;
 use es_core::{
-    Appended, Error, EventStore, ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent,
-    Repository, StoreError, StreamId,
+    Error, EventStore, ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, Repository,
+    StoreError, StreamId,
 };
-use es_postgres::PostgresStore;
 use futures::{Stream, StreamExt};
 use uuid::Uuid;
 
@@ -182,65 +182,11 @@ async fn writers_and_live_subscribers_agree_on_every_event() {
     ));
 }
 
-/// A store that counts the conflicts its appends return.
-#[derive(Clone)]
-struct Counting {
-    inner: PostgresStore,
-    conflicts: Arc<AtomicUsize>,
-}
-
-impl EventStore for Counting {
-    async fn append(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, StoreError> {
-        let result = self.inner.append(stream, expected, events).await;
-        if matches!(result, Err(StoreError::Conflict { .. })) {
-            self.conflicts.fetch_add(1, Ordering::Relaxed);
-        }
-        result
-    }
-
-    fn read_stream(
-        &self,
-        stream: &StreamId,
-        from: u64,
-    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<>
-    {
-        self.inner.read_stream(stream, from)
-    }
-
-    fn read_all(
-        &self,
-        after: Option<Position>,
-    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<>
-    {
-        self.inner.read_all(after)
-    }
-
-    fn subscribe(
-        &self,
-        after: Option<Position>,
-    ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<>
-    {
-        self.inner.subscribe(after)
-    }
-
-    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        self.inner.stream_version(stream).await
-    }
-}
-
 /// 32 tasks deposit into one account through the repository with retry: the balance is the
 /// sum of the accepted deposits, and the conflicts the retries absorbed are counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thirty_two_depositors_on_one_account_lose_no_money() {
-    let store = Counting {
-        inner: support::store_with(40).await,
-        conflicts: Arc::new(AtomicUsize::new(0)),
-    };
+    let store = Instrumented::new(support::store_with(40).await);
     let accounts = Arc::new(Repository::<Account, _>::new(store.clone()).with_retry(64));
     let id = AccountId::new();
     accounts
@@ -277,7 +223,7 @@ async fn thirty_two_depositors_on_one_account_lose_no_money() {
     );
     assert_eq!(account.version, 1 + accepted);
     assert_eq!(accepted + gave_up, 32);
-    let conflicts = store.conflicts.load(Ordering::Relaxed);
+    let conflicts = store.conflicts();
     support::report(&format!(
         "32 depositors: {accepted} accepted, {gave_up} gave up after 64 retries, {conflicts} conflicts retried"
     ));
