@@ -8,15 +8,18 @@
 //!   pool's), and bumps a second counter for every notification. It runs while at least one
 //!   subscription is open, and reconnects after a lost connection (waking everyone, since a
 //!   notification may have been lost).
+//! - Either task is started again when it is gone (the runtime it ran on shut down, as
+//!   happens to a store shared by tests that each run their own runtime).
 //!
 //! Subscriptions poll as well: a wake-up is a hint, never the only way to see an event.
 
-use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// How long the listener waits before reconnecting after a failure.
 const RECONNECT: Duration = Duration::from_secs(1);
@@ -24,10 +27,13 @@ const RECONNECT: Duration = Duration::from_secs(1);
 pub(crate) struct Wake {
     appends: watch::Sender<u64>,
     notifications: watch::Sender<u64>,
-    notifier: Once,
+    /// The notifier task, restarted when it is gone (its runtime shut down).
+    notifier: Mutex<Option<JoinHandle<()>>>,
     /// Whether the listener task runs; changed only under this lock, together with the
     /// receiver count it depends on.
     listening: Arc<Mutex<bool>>,
+    /// The listener task, restarted when it is gone (its runtime shut down).
+    listener: Mutex<Option<JoinHandle<()>>>,
     pool: PgPool,
     channel: String,
 }
@@ -49,7 +55,8 @@ impl Wake {
         Self {
             appends: watch::Sender::new(0),
             notifications: watch::Sender::new(0),
-            notifier: Once::new(),
+            notifier: Mutex::new(None),
+            listener: Mutex::new(None),
             listening: Arc::new(Mutex::new(false)),
             pool,
             channel,
@@ -68,8 +75,12 @@ impl Wake {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let receiver = self.notifications.subscribe();
-        if listen && !*listening && self.start_listener() {
-            *listening = true;
+        if listen {
+            let mut task = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
+            if !*listening || task.as_ref().is_none_or(JoinHandle::is_finished) {
+                *task = self.start_listener();
+                *listening = task.is_some();
+            }
         }
         receiver
     }
@@ -77,20 +88,23 @@ impl Wake {
     /// Call after an append committed.
     pub(crate) fn appended(&self) {
         // The notifier subscribes first, so it sees this very append.
-        self.notifier.call_once(|| self.start_notifier());
+        {
+            let mut task = self.notifier.lock().unwrap_or_else(PoisonError::into_inner);
+            if task.as_ref().is_none_or(JoinHandle::is_finished) {
+                *task = self.start_notifier();
+            }
+        }
         bump(&self.appends);
     }
 
-    fn start_notifier(&self) {
+    fn start_notifier(&self) -> Option<JoinHandle<()>> {
         // Without a runtime (an append cannot run without one), other processes poll.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
         let mut appends = self.appends.subscribe();
         let pool = self.pool.clone();
         let channel = self.channel.clone();
         // Ends when the store (which owns the sender) is dropped.
-        runtime.spawn(async move {
+        Some(runtime.spawn(async move {
             while appends.changed().await.is_ok() {
                 appends.borrow_and_update();
                 if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
@@ -101,14 +115,12 @@ impl Wake {
                     tracing::debug!(error = %e, "NOTIFY failed; other processes will poll");
                 }
             }
-        });
+        }))
     }
 
-    /// Starts the listener task; false when there is no runtime to run it on.
-    fn start_listener(&self) -> bool {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return false;
-        };
+    /// Starts the listener task; `None` when there is no runtime to run it on.
+    fn start_listener(&self) -> Option<JoinHandle<()>> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
         // A pool of one, apart from the store's: the listener keeps its connection.
         let own = PgPoolOptions::new()
             .max_connections(1)
@@ -116,8 +128,7 @@ impl Wake {
         let notifications = self.notifications.clone();
         let listening = Arc::clone(&self.listening);
         let channel = self.channel.clone();
-        runtime.spawn(listen(own, channel, notifications, listening));
-        true
+        Some(runtime.spawn(listen(own, channel, notifications, listening)))
     }
 }
 
