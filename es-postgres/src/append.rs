@@ -9,7 +9,7 @@ use es_core::{
     Appended, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamId,
     replayed_append,
 };
-use sqlx::Row;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::Inner;
@@ -113,8 +113,11 @@ fn columns(stream: &StreamId, events: &[NewEvent]) -> Result<Columns, StoreError
     Ok(cols)
 }
 
+/// Appends on the pool (its own transaction), or on `conn`, inside the caller's transaction
+/// (which then commits or rolls back the events with whatever else it wrote).
 pub(crate) async fn append(
     inner: &Inner,
+    mut conn: Option<&mut PgConnection>,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
@@ -156,7 +159,7 @@ pub(crate) async fn append(
 
     let mut attempts = 0;
     loop {
-        let result = sqlx::query(inner.sql.append.clone())
+        let query = sqlx::query(inner.sql.append.clone())
             .bind(stream.category())
             .bind(stream.id())
             .bind(expected_version)
@@ -164,12 +167,18 @@ pub(crate) async fn append(
             .bind(&cols.schema_versions)
             .bind(&cols.payloads)
             .bind(&cols.metadata)
-            .bind(&cols.event_ids)
-            .fetch_all(&inner.pool)
-            .await;
+            .bind(&cols.event_ids);
+        let result = match conn.as_deref_mut() {
+            Some(conn) => query.fetch_all(conn).await,
+            None => query.fetch_all(&inner.pool).await,
+        };
         let refusal = match result {
             Ok(rows) if rows.len() == count => {
-                inner.wake.appended();
+                // In the caller's transaction, nothing is visible before it commits: the
+                // caller wakes subscribers then (`PostgresStore::notify_committed`).
+                if conn.is_none() {
+                    inner.wake.appended();
+                }
                 return appended(stream, &rows);
             }
             // The WHERE on the expected version filtered everything out.
@@ -194,7 +203,8 @@ pub(crate) async fn append(
         match unique_violation(&error) {
             Some("events_stream_version_key") => {
                 attempts += 1;
-                if expected_version.is_some() || attempts >= ANY_RETRIES {
+                // A failed statement aborts the caller's transaction: no retry inside it.
+                if expected_version.is_some() || conn.is_some() || attempts >= ANY_RETRIES {
                     return Err(conflict(stream_version(inner, stream).await?));
                 }
                 // `Any` lost a race: the next attempt reads the new version.

@@ -75,6 +75,9 @@ pub use read::{Holder, Horizon, Lag};
 /// The pool type [`PostgresStore::new`] takes (re-exported so callers need not name sqlx).
 pub use sqlx::PgPool;
 
+/// The connection type [`PostgresStore::append_in`] takes (`&mut *tx` of a transaction).
+pub use sqlx::PgConnection;
+
 use schema::Statements;
 
 /// How many records a read fetches per query: memory stays bounded by one batch.
@@ -238,6 +241,43 @@ impl PostgresStore {
         result.map_err(PostgresError::Migrate)
     }
 
+    /// Appends inside your transaction, so what else it writes (an inline projection's read
+    /// model) commits or rolls back together with the events. The expected version is
+    /// checked as in [`EventStore::append`], but a refused append aborts your transaction
+    /// (PostgreSQL aborts it on the failed statement) and `Any` is not retried inside it.
+    /// After you commit, call [`PostgresStore::notify_committed`] to wake subscribers at
+    /// once (they would find the events at their next poll anyway).
+    ///
+    /// ```no_run
+    /// # async fn demo(store: es_postgres::PostgresStore, events: Vec<es_core::NewEvent>) -> Result<(), Box<dyn std::error::Error>> {
+    /// use es_core::{ExpectedVersion, StreamId};
+    /// let mut tx = store.pool().begin().await?;
+    /// store.append_in(&mut tx, &StreamId::new("account", "1"), ExpectedVersion::NoStream, events).await?;
+    /// sqlx::query("UPDATE balances SET total = total + 1").execute(&mut *tx).await?;
+    /// tx.commit().await?;
+    /// store.notify_committed();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`EventStore::append`].
+    pub async fn append_in(
+        &self,
+        conn: &mut PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        append::append(&self.inner, Some(conn), stream, expected, events).await
+    }
+
+    /// Wakes this process's subscriptions and notifies other processes: call after
+    /// committing a transaction that appended with [`PostgresStore::append_in`].
+    pub fn notify_committed(&self) {
+        self.inner.wake.appended();
+    }
+
     /// How far a subscriber at `after` is behind: committed events after it (including
     /// those still behind the horizon) and the age of the oldest of them.
     ///
@@ -266,7 +306,7 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        append::append(&self.inner, stream, expected, events).await
+        append::append(&self.inner, None, stream, expected, events).await
     }
 
     fn read_stream(

@@ -7,6 +7,7 @@ mod support;
 mod append;
 mod bad_data;
 mod concurrency;
+mod inline;
 mod late_commit;
 mod wake;
 
