@@ -8,9 +8,10 @@ use std::collections::HashMap;
 
 use syn::Ident;
 
-use crate::ast::{AggregateImpl, TypeRef, render};
+use crate::ast::{AggregateImpl, TypeRef};
 use crate::attr::snake_case;
 use crate::ctxt::Ctxt;
+use crate::render::render;
 
 /// Checks the model; returns false when nothing should be generated (a user type takes a
 /// generated enum's name: generating it would only add errors about a name clash).

@@ -11,6 +11,7 @@ mod attr;
 mod check;
 mod ctxt;
 mod expand;
+mod render;
 mod symbol;
 
 use proc_macro::TokenStream;

@@ -9,7 +9,8 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::Ident;
 use syn::spanned::Spanned;
 
-use crate::ast::{AggregateImpl, ApplyFn, CommandFn, Emits, TypeRef, render};
+use crate::ast::{AggregateImpl, ApplyFn, CommandFn, Emits, TypeRef};
+use crate::render::render;
 
 pub(crate) struct Names<'a> {
     pub(crate) krate: &'a TokenStream,
