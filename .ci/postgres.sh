@@ -45,7 +45,7 @@ fi
 log "starting a throwaway cluster in $dir on port $port"
 "${as_pg[@]}" "$BIN/initdb" -D "$dir/data" -U postgres --auth=trust --no-sync -E UTF8 >&2
 "${as_pg[@]}" "$BIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w \
-  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=off" start >&2
+  -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c max_prepared_transactions=10 -c fsync=off" start >&2
 # For the caller's clean-up: `pg_ctl -D <this> stop`.
 if [ -n "${ES_CI_PG_DATA_FILE:-}" ]; then echo "$dir/data" >"$ES_CI_PG_DATA_FILE"; fi
 echo "postgres://postgres@127.0.0.1:$port/postgres"

@@ -75,7 +75,7 @@ mod memory;
 mod model;
 mod position;
 mod repository;
-mod store;
+pub mod store;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -86,9 +86,7 @@ pub use memory::InMemoryStore;
 pub use model::{Aggregate, AggregateRoot, Command, CommandSet, Event, EventSet};
 pub use position::{ParsePositionError, Position};
 pub use repository::{Error, Executed, Loaded, Repository};
-pub use store::{
-    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, replayed_append,
-};
+pub use store::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
 
 /// `#[derive(Event)]`: implements [`Event`] (`#[event(name = "...", version = N)]`).
 pub use es_derive::Event;

@@ -12,7 +12,8 @@ use uuid::Uuid;
 use crate::envelope::StreamId;
 use crate::position::Position;
 use crate::store::{
-    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, replayed_append,
+    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, check_storable,
+    replayed_append,
 };
 
 /// How many records a read copies out per lock: reads hold memory for one batch at a time.
@@ -117,6 +118,8 @@ impl InMemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
+        // What PostgreSQL could not keep is refused here too: the stores answer the same.
+        check_storable(stream, &events)?;
         let mut state = self.inner.write();
         // Taken under the lock, so recorded-at follows position order. PostgreSQL keeps
         // microseconds; so do we, so both stores return the same instant.

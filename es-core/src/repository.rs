@@ -180,7 +180,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 
     /// The stream of the aggregate with this id: `"{A::NAME}-{id}"`.
-    pub fn stream_id(id: &A::Id) -> StreamId {
+    pub fn stream_id(&self, id: &A::Id) -> StreamId {
         StreamId::new(A::NAME, id.to_string())
     }
 
@@ -190,7 +190,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     ///
     /// [`Error::Corrupt`] naming the event that no longer reads; [`Error::Store`].
     pub async fn load(&self, id: &A::Id) -> Result<Loaded<A>, Error<A::Error>> {
-        self.load_stream(&Self::stream_id(id)).await
+        self.load_stream(&self.stream_id(id)).await
     }
 
     async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>, Error<A::Error>> {
@@ -266,10 +266,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         &self,
         id: &A::Id,
         command: A::Command,
-        metadata: Metadata,
+        mut metadata: Metadata,
         expected: Option<ExpectedVersion>,
     ) -> Result<Executed<A::Event>, Error<A::Error>> {
-        let stream = Self::stream_id(id);
+        metadata.extra.values_mut().for_each(positive_zeros);
+        let stream = self.stream_id(id);
         let retries = if expected.is_some() { 0 } else { self.retries };
         let mut attempt = 0;
         loop {
@@ -346,9 +347,10 @@ fn encode<E: EventSet>(events: &[E], metadata: &Metadata) -> Result<Vec<NewEvent
         .iter()
         .map(|event| {
             let event_type = event.name();
-            let payload = event
+            let mut payload = event
                 .to_payload()
                 .map_err(|source| EncodeError::Serialize { event_type, source })?;
+            positive_zeros(&mut payload);
             if !payload.is_object() {
                 return Err(EncodeError::NotAnObject {
                     event_type,
@@ -364,4 +366,20 @@ fn encode<E: EventSet>(events: &[E], metadata: &Metadata) -> Result<Vec<NewEvent
             })
         })
         .collect()
+}
+
+/// Replaces `-0.0` with `0.0` (equal as `f64` and as JSON): no store can keep the sign of a
+/// zero (PostgreSQL's `jsonb` holds numbers as decimals), and stores refuse it rather than
+/// change it, so the repository writes the zero they can keep.
+fn positive_zeros(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n)
+            if n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) =>
+        {
+            *value = serde_json::json!(0.0);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(positive_zeros),
+        serde_json::Value::Object(map) => map.values_mut().for_each(positive_zeros),
+        _ => {}
+    }
 }

@@ -1,32 +1,52 @@
 //! Appends: one `INSERT ... SELECT ... UNNEST` per call that checks the expected version
 //! and writes every event, atomically. A clash on (stream, version) is the conflict; `Any`
 //! retries it; an event id already stored is its own error.
+//!
+//! Everything an append runs, the refusal's diagnostics included, runs on one connection: a
+//! pool connection of its own, or the caller's, inside the caller's transaction. There the
+//! statement runs under a savepoint, so a refused append leaves the caller's transaction as
+//! it was (PostgreSQL would abort it on the failed statement), and a failed statement is never
+//! reported as a success.
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
-use es_core::{
-    Appended, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamId,
-    replayed_append,
-};
-use sqlx::{PgConnection, Row};
+use es_core::store::{check_storable, replayed_append};
+use es_core::{Appended, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamId};
+use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
 use crate::Inner;
 use crate::error::{backend, unique_violation};
 use crate::read::decode_row;
 
-/// How often an `Any` append retries a race before giving up with the conflict (each retry
-/// means another writer made progress).
-const ANY_RETRIES: usize = 1_000;
+/// How often an append retries a lost race on (stream, version) before giving up with the
+/// conflict. `Any` retries to succeed; an exact expectation retries once to read, in a fresh
+/// statement, the version that beat it.
+const RACE_RETRIES: usize = 1_000;
 
-pub(crate) async fn stream_version(inner: &Inner, stream: &StreamId) -> Result<u64, StoreError> {
+/// The savepoint an append inside the caller's transaction runs under.
+const SAVEPOINT: &str = "es_postgres_append";
+
+/// The stream's version, read on `conn` (0 for a stream no store can hold: it has no event).
+pub(crate) async fn stream_version(
+    conn: &mut PgConnection,
+    inner: &Inner,
+    stream: &StreamId,
+) -> Result<u64, StoreError> {
+    if !es_core::store::is_storable_stream(stream) {
+        return Ok(0);
+    }
     let version: i64 = sqlx::query_scalar(inner.sql.stream_version.clone())
         .bind(stream.category())
         .bind(stream.id())
-        .fetch_one(&inner.pool)
+        .fetch_one(conn)
         .await
         .map_err(backend)?;
+    checked_version(stream, version)
+}
+
+fn checked_version(stream: &StreamId, version: i64) -> Result<u64, StoreError> {
     u64::try_from(version).map_err(|_| StoreError::Corrupt {
         stream: stream.clone(),
         version: 0,
@@ -35,29 +55,35 @@ pub(crate) async fn stream_version(inner: &Inner, stream: &StreamId) -> Result<u
     })
 }
 
-/// How deep a payload may nest: serde_json reads back at most 128 levels, and a payload the
-/// store could write but never read again would stop every reader.
-const MAX_DEPTH: usize = 128;
+/// Writes floats so that PostgreSQL's `numeric` (which `jsonb` keeps numbers as) gives them
+/// back as the same floats: serde_json writes 1e16 and above with an exponent, which
+/// `numeric` prints back as an integer (`10000000000000000`), so those are written in full
+/// with a decimal point instead (Rust's exact decimal expansion: it reads back bit for bit).
+struct NumericFloats;
 
-/// Why PostgreSQL could not hold this JSON, or could not give it back: a NUL character
-/// (`jsonb` rejects `\u0000`), or nesting past [`MAX_DEPTH`].
-fn unstorable_json(value: &serde_json::Value, depth: usize) -> Option<&'static str> {
-    if depth > MAX_DEPTH {
-        return Some("nests deeper than 128 levels, which cannot be read back");
+impl serde_json::ser::Formatter for NumericFloats {
+    fn write_f64<W: ?Sized + std::io::Write>(
+        &mut self,
+        writer: &mut W,
+        value: f64,
+    ) -> std::io::Result<()> {
+        if value.is_finite() && value.abs() >= 1e16 {
+            write!(writer, "{value:.1}")
+        } else {
+            serde_json::ser::CompactFormatter.write_f64(writer, value)
+        }
     }
-    let nul = "holds a NUL character (\\u0000), which PostgreSQL cannot store";
-    match value {
-        serde_json::Value::String(s) if s.contains('\0') => Some(nul),
-        serde_json::Value::Array(items) => items.iter().find_map(|v| unstorable_json(v, depth + 1)),
-        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
-            if k.contains('\0') {
-                Some(nul)
-            } else {
-                unstorable_json(v, depth + 1)
-            }
-        }),
-        _ => None,
-    }
+}
+
+fn json_text(value: &serde_json::Value) -> Result<String, serde_json::Error> {
+    use serde::Serialize;
+    let mut out = Vec::with_capacity(128);
+    value.serialize(&mut serde_json::Serializer::with_formatter(
+        &mut out,
+        NumericFloats,
+    ))?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).map_err(|e| serde::ser::Error::custom(e.to_string()))
 }
 
 /// The events as the five arrays the statement unnests.
@@ -89,23 +115,12 @@ fn columns(stream: &StreamId, events: &[NewEvent]) -> Result<Columns, StoreError
             });
         }
         let metadata = serde_json::to_value(&event.metadata)
+            .and_then(|m| json_text(&m))
             .map_err(|e| unstorable(format!("metadata does not serialize: {e}")))?;
-        let problem = if event.event_type.contains('\0') {
-            Some(("type", "holds a NUL character"))
-        } else {
-            unstorable_json(&event.payload, 1)
-                .map(|p| ("payload", p))
-                .or_else(|| unstorable_json(&metadata, 1).map(|p| ("metadata", p)))
-        };
-        if let Some((part, problem)) = problem {
-            return Err(unstorable(format!(
-                "the {part} of event `{}` ({}) {problem}",
-                event.event_type.replace('\0', "\\0"),
-                event.event_id
-            )));
-        }
-        cols.payloads.push(event.payload.to_string());
-        cols.metadata.push(metadata.to_string());
+        let payload = json_text(&event.payload)
+            .map_err(|e| unstorable(format!("payload does not serialize: {e}")))?;
+        cols.payloads.push(payload);
+        cols.metadata.push(metadata);
         cols.event_types.push(event.event_type.clone());
         cols.schema_versions.push(i32::from(event.schema_version));
         cols.event_ids.push(event.event_id);
@@ -113,28 +128,65 @@ fn columns(stream: &StreamId, events: &[NewEvent]) -> Result<Columns, StoreError
     Ok(cols)
 }
 
-/// Appends on the pool (its own transaction), or on `conn`, inside the caller's transaction
-/// (which then commits or rolls back the events with whatever else it wrote).
+/// Appends on a pool connection of its own (autocommit), or on `conn`, inside the caller's
+/// transaction (which then commits or rolls back the events with whatever else it wrote).
 pub(crate) async fn append(
     inner: &Inner,
-    mut conn: Option<&mut PgConnection>,
+    conn: Option<&mut PgConnection>,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: Vec<NewEvent>,
+) -> Result<Appended, StoreError> {
+    check_storable(stream, &events)?;
+    match conn {
+        Some(conn) if conn.is_in_transaction() => {
+            sqlx::query(sqlx::AssertSqlSafe(format!("SAVEPOINT {SAVEPOINT}")))
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+            let result = append_on(inner, conn, true, stream, expected, &events).await;
+            // Released on success and on refusal alike (a refusal rolled back to it first);
+            // after a failure to release, the transaction's state is unknown: say so.
+            let release = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "RELEASE SAVEPOINT {SAVEPOINT}"
+            )))
+            .execute(&mut *conn)
+            .await;
+            match (result, release) {
+                (result, Ok(_)) => result,
+                (_, Err(e)) => Err(backend(e)),
+            }
+        }
+        // Not in a transaction: each statement commits on its own, as on the pool.
+        Some(conn) => append_on(inner, conn, false, stream, expected, &events).await,
+        None => {
+            let mut conn = inner.pool.acquire().await.map_err(backend)?;
+            let result = append_on(inner, &mut conn, false, stream, expected, &events).await;
+            if result.as_ref().is_ok_and(|a| !a.positions.is_empty()) {
+                inner.wake.appended();
+            }
+            result
+        }
+    }
+}
+
+/// The append itself, on one connection. `savepoint`: a failed statement must roll back to
+/// the savepoint before anything else runs on `conn`.
+async fn append_on(
+    inner: &Inner,
+    conn: &mut PgConnection,
+    savepoint: bool,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
 ) -> Result<Appended, StoreError> {
     let conflict = |actual: u64| StoreError::Conflict {
         stream: stream.clone(),
         expected,
         actual,
     };
-    if stream.category().contains('\0') || stream.id().contains('\0') {
-        return Err(StoreError::Unstorable {
-            stream: stream.clone(),
-            reason: "the stream's category or id holds a NUL character".to_owned(),
-        });
-    }
     if events.is_empty() {
-        let actual = stream_version(inner, stream).await?;
+        let actual = stream_version(conn, inner, stream).await?;
         return if expected.matches(actual) {
             Ok(Appended {
                 version: actual,
@@ -151,15 +203,15 @@ pub(crate) async fn append(
         ExpectedVersion::Exact(n) => match i64::try_from(n) {
             Ok(n) => Some(n),
             // No stream can be that long: the stream is elsewhere.
-            Err(_) => return Err(conflict(stream_version(inner, stream).await?)),
+            Err(_) => return Err(conflict(stream_version(conn, inner, stream).await?)),
         },
     };
     let count = events.len();
-    let cols = columns(stream, &events)?;
+    let cols = columns(stream, events)?;
 
-    let mut attempts = 0;
+    let mut races = 0;
     loop {
-        let query = sqlx::query(inner.sql.append.clone())
+        let result = sqlx::query(inner.sql.append.clone())
             .bind(stream.category())
             .bind(stream.id())
             .bind(expected_version)
@@ -167,47 +219,61 @@ pub(crate) async fn append(
             .bind(&cols.schema_versions)
             .bind(&cols.payloads)
             .bind(&cols.metadata)
-            .bind(&cols.event_ids);
-        let result = match conn.as_deref_mut() {
-            Some(conn) => query.fetch_all(conn).await,
-            None => query.fetch_all(&inner.pool).await,
-        };
+            .bind(&cols.event_ids)
+            .fetch_all(&mut *conn)
+            .await;
         let refusal = match result {
-            Ok(rows) if rows.len() == count => {
-                // In the caller's transaction, nothing is visible before it commits: the
-                // caller wakes subscribers then (`PostgresStore::notify_committed`).
-                if conn.is_none() {
-                    inner.wake.appended();
-                }
-                return appended(stream, &rows);
+            Ok(rows) if rows.len() == count && inserted(&rows) => return appended(stream, &rows),
+            // The WHERE on the expected version filtered everything out: the one row says
+            // which version the statement saw.
+            Ok(rows) => {
+                let seen: Option<i64> =
+                    rows.first().and_then(|r| r.try_get("current_version").ok());
+                Err(seen)
             }
-            // The WHERE on the expected version filtered everything out.
-            Ok(_) => None,
-            Err(e) => Some(e),
+            Err(e) => {
+                if savepoint {
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "ROLLBACK TO SAVEPOINT {SAVEPOINT}"
+                    )))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend)?;
+                }
+                Ok(e)
+            }
         };
         // Refused. A retry of an append that already landed gets its original outcome, as
         // in memory: when its first event is stored, it is that retry or a duplicate.
-        let stored = stored_records(inner, &cols.event_ids).await?;
+        let stored = stored_records(conn, inner, &cols.event_ids).await?;
         if stored.contains_key(&events[0].event_id) {
             let records: Vec<Option<&RecordedEvent>> =
                 events.iter().map(|e| stored.get(&e.event_id)).collect();
-            return replayed_append(stream, expected, &events, &records).ok_or(
+            return replayed_append(stream, expected, events, &records).ok_or(
                 StoreError::DuplicateEventId {
                     event_id: events[0].event_id,
                 },
             );
         }
-        let Some(error) = refusal else {
-            return Err(conflict(stream_version(inner, stream).await?));
+        let error = match refusal {
+            Err(Some(seen)) => return Err(conflict(checked_version(stream, seen)?)),
+            Err(None) => return Err(conflict(stream_version(conn, inner, stream).await?)),
+            Ok(error) => error,
         };
         match unique_violation(&error) {
             Some("events_stream_version_key") => {
-                attempts += 1;
-                // A failed statement aborts the caller's transaction: no retry inside it.
-                if expected_version.is_some() || conn.is_some() || attempts >= ANY_RETRIES {
-                    return Err(conflict(stream_version(inner, stream).await?));
+                races += 1;
+                if races >= RACE_RETRIES || (expected_version.is_some() && races > 1) {
+                    // Only in a transaction whose snapshot predates the winner (REPEATABLE
+                    // READ): the row that beat us is at a version past the one expected.
+                    let actual = stream_version(conn, inner, stream).await?;
+                    let past = expected_version
+                        .and_then(|v| u64::try_from(v).ok())
+                        .map_or(actual, |v| actual.max(v + 1));
+                    return Err(conflict(past));
                 }
-                // `Any` lost a race: the next attempt reads the new version.
+                // Lost a race: the next attempt reads the new version in a fresh statement
+                // (and for an exact expectation, refuses with the version that won).
             }
             Some("events_event_id_key") => {
                 // The first stored id in the batch's order; the clash may have been with an
@@ -224,14 +290,23 @@ pub(crate) async fn append(
     }
 }
 
-/// The stored records of these event ids (only those stored).
+/// Whether the statement inserted its rows (a refusal returns one row without a position).
+fn inserted(rows: &[sqlx::postgres::PgRow]) -> bool {
+    rows.first().is_some_and(|r| {
+        r.try_get::<Option<i64>, _>("position")
+            .is_ok_and(|p| p.is_some())
+    })
+}
+
+/// The stored records of these event ids (only those stored), read on `conn`.
 async fn stored_records(
+    conn: &mut PgConnection,
     inner: &Inner,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, RecordedEvent>, StoreError> {
     let rows = sqlx::query(inner.sql.stored_events.clone())
         .bind(ids)
-        .fetch_all(&inner.pool)
+        .fetch_all(conn)
         .await
         .map_err(backend)?;
     rows.iter()

@@ -7,8 +7,10 @@ use es_core::StoreError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PostgresError {
-    /// The schema name is not `[a-z_][a-z0-9_]*` of at most 48 bytes.
-    #[error("invalid schema name {0:?}: use `[a-z_][a-z0-9_]*`, at most 48 bytes")]
+    /// The schema name is not `[a-z_][a-z0-9_]*` of at most 48 bytes, or starts with `pg_`.
+    #[error(
+        "invalid schema name {0:?}: use `[a-z_][a-z0-9_]*`, at most 48 bytes, not starting with `pg_`"
+    )]
     InvalidSchema(String),
     /// The server could not be reached.
     #[error("cannot connect to PostgreSQL: {0}")]

@@ -10,7 +10,7 @@
 //!   [`es_core::StoreError::Conflict`] with the actual version. No table
 //!   lock, no `ON CONFLICT DO NOTHING`.
 //!   An append retried after its outcome was lost (same event ids and content) gets its
-//!   original outcome ([`es_core::replayed_append`]); any other reuse of an id is
+//!   original outcome ([`es_core::store::replayed_append`]); any other reuse of an id is
 //!   `DuplicateEventId`.
 //! - **The global log** is ordered by (writer's transaction id, sequence value), and readers
 //!   take only rows whose transaction is below `pg_snapshot_xmin(pg_current_snapshot())`,
@@ -166,8 +166,9 @@ impl PostgresStore {
         )
     }
 
-    /// The same store in another schema: `[a-z_][a-z0-9_]*`, at most 48 bytes. The name is
-    /// validated and quoted into every statement once, here.
+    /// The same store in another schema: `[a-z_][a-z0-9_]*`, at most 48 bytes, not starting
+    /// with `pg_` (reserved by PostgreSQL). The name is validated and quoted into every
+    /// statement once, here, so reserved words such as `order` or `user` are fine.
     ///
     /// # Errors
     ///
@@ -232,7 +233,8 @@ impl PostgresStore {
             .await
             .map_err(PostgresError::Connect)?;
         let mut migrator = sqlx::migrate!("./migrations");
-        migrator.create_schema(schema.clone());
+        // sqlx interpolates this as written: quoted, so reserved words (`order`) work.
+        migrator.create_schema(format!("\"{schema}\""));
         // A table of our own, in our schema: an application's own sqlx migrations (in
         // `_sqlx_migrations`) never mix with the store's.
         migrator.dangerous_set_table_name(format!("\"{schema}\".es_migrations"));
@@ -243,10 +245,19 @@ impl PostgresStore {
 
     /// Appends inside your transaction, so what else it writes (an inline projection's read
     /// model) commits or rolls back together with the events. The expected version is
-    /// checked as in [`EventStore::append`], but a refused append aborts your transaction
-    /// (PostgreSQL aborts it on the failed statement) and `Any` is not retried inside it.
-    /// After you commit, call [`PostgresStore::notify_committed`] to wake subscribers at
-    /// once (they would find the events at their next poll anyway).
+    /// checked as in [`EventStore::append`]. Everything runs on your connection, under a
+    /// savepoint: a refused append (conflict, duplicate id, unstorable input) writes nothing
+    /// and leaves your transaction usable, so you decide whether to commit what else it
+    /// wrote; `Any` retries a lost race inside it. A retry of an append that already landed
+    /// gets its original outcome here too (write what else you write idempotently, keyed by
+    /// event id). After you commit, call [`PostgresStore::notify_committed`] to wake
+    /// subscribers at once (they would find the events at their next poll anyway).
+    ///
+    /// Pass a transaction begun through sqlx (`pool.begin()`, `conn.begin()`): the savepoint
+    /// needs sqlx to know it is inside one. On a connection outside a transaction, each
+    /// statement commits on its own, as [`EventStore::append`] does. In a `REPEATABLE READ`
+    /// transaction whose snapshot predates a racing writer, a conflict's `actual` is the
+    /// least version the stream has reached (the snapshot cannot see further).
     ///
     /// ```no_run
     /// # async fn demo(store: es_postgres::PostgresStore, events: Vec<es_core::NewEvent>) -> Result<(), Box<dyn std::error::Error>> {
@@ -335,6 +346,7 @@ impl EventStore for PostgresStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
-        append::stream_version(&self.inner, stream).await
+        let mut conn = self.inner.pool.acquire().await.map_err(error::backend)?;
+        append::stream_version(&mut conn, &self.inner, stream).await
     }
 }

@@ -38,19 +38,25 @@ pub struct Lag {
     pub seconds: Option<f64>,
 }
 
-/// A backend holding the horizon (from `pg_stat_activity`).
+/// What holds the horizon: a backend with an open transaction (from `pg_stat_activity`),
+/// or a prepared transaction (two-phase commit, from `pg_prepared_xacts`), which holds it
+/// with no backend at all until someone runs `COMMIT PREPARED` or `ROLLBACK PREPARED`.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Holder {
-    /// Its process id (`pg_terminate_backend(pid)` ends it).
-    pub pid: i32,
+    /// The backend's process id (`pg_terminate_backend(pid)` ends it); `None` for a
+    /// prepared transaction.
+    pub pid: Option<i32>,
+    /// The global id of a prepared transaction (`ROLLBACK PREPARED '<gid>'` ends it).
+    pub prepared: Option<String>,
     /// Its database.
     pub database: Option<String>,
     /// Its application name.
     pub application: Option<String>,
-    /// Its state (`active`, `idle in transaction`, ...).
+    /// Its state (`active`, `idle in transaction`, ...; `prepared` for a prepared
+    /// transaction).
     pub state: Option<String>,
-    /// When its transaction started.
+    /// When its transaction started (for a prepared transaction: when it was prepared).
     pub transaction_started: Option<DateTime<Utc>>,
     /// The start of its current or last query.
     pub query: Option<String>,
@@ -224,9 +230,11 @@ pub(crate) fn read_stream(
     stream: StreamId,
     from: u64,
 ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static {
-    // Versions past i64::MAX cannot exist: nothing to read.
+    // Versions past i64::MAX cannot exist, nor can a stream no store can hold: nothing to
+    // read.
     let cursor = i64::try_from(from.max(1))
         .ok()
+        .filter(|_| es_core::store::is_storable_stream(&stream))
         .map(|from| Cursor::Stream { stream, from });
     paged(inner, cursor)
 }
@@ -339,8 +347,15 @@ pub(crate) fn subscribe(
     )))
 }
 
-const HOLDER: &str = "SELECT pid, datname, application_name, state, xact_start, left(query, 200) AS query \
-     FROM pg_stat_activity WHERE backend_xid IS NOT NULL ORDER BY age(backend_xid) DESC LIMIT 1";
+// The oldest transaction id still running: a backend's, or a prepared transaction's.
+const HOLDER: &str = "SELECT pid, gid, datname, application_name, state, xact_start, query FROM ( \
+       SELECT pid, NULL::text AS gid, datname::text, application_name, state, xact_start, \
+              left(query, 200) AS query, age(backend_xid) AS age \
+       FROM pg_stat_activity WHERE backend_xid IS NOT NULL \
+       UNION ALL \
+       SELECT NULL::int4, gid, database::text, NULL, 'prepared', prepared, NULL, age(transaction) \
+       FROM pg_prepared_xacts \
+     ) holders ORDER BY age DESC LIMIT 1";
 
 pub(crate) async fn horizon(inner: &Inner) -> Result<Horizon, StoreError> {
     let xmin: String = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
@@ -357,6 +372,7 @@ pub(crate) async fn horizon(inner: &Inner) -> Result<Horizon, StoreError> {
         .map(|row| -> Result<Holder, sqlx::Error> {
             Ok(Holder {
                 pid: row.try_get("pid")?,
+                prepared: row.try_get("gid")?,
                 database: row.try_get("datname")?,
                 application: row.try_get("application_name")?,
                 state: row.try_get("state")?,

@@ -12,15 +12,17 @@ use crate::PostgresError;
 /// within PostgreSQL's 63-byte identifiers.
 const MAX_SCHEMA_LEN: usize = 48;
 
-/// Checks a schema name: `[a-z_][a-z0-9_]*`, at most 48 bytes. Lower case only, so the
-/// quoted and unquoted forms name the same schema.
+/// Checks a schema name: `[a-z_][a-z0-9_]*`, at most 48 bytes, not starting with `pg_`
+/// (PostgreSQL reserves that prefix for its own schemas). Lower case only, so the quoted and
+/// unquoted forms name the same schema. Reserved words (`order`, `user`) are fine: the name
+/// is quoted wherever it is used.
 pub(crate) fn validate(schema: &str) -> Result<(), PostgresError> {
     let mut bytes = schema.bytes();
     let first_ok = bytes
         .next()
         .is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
     let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-    if first_ok && rest_ok && schema.len() <= MAX_SCHEMA_LEN {
+    if first_ok && rest_ok && schema.len() <= MAX_SCHEMA_LEN && !schema.starts_with("pg_") {
         Ok(())
     } else {
         Err(PostgresError::InvalidSchema(schema.to_owned()))
@@ -54,19 +56,27 @@ impl Statements {
             // One round trip: the expected version is checked against the stream's current
             // version in the same statement ($3 NULL: any version), and the events go in as
             // arrays (bind parameters stay at 8 whatever the batch size). A racing writer
-            // surfaces as a unique violation on (category, stream_id, version).
+            // surfaces as a unique violation on (category, stream_id, version). The stream's
+            // version as this statement saw it comes back too (`current_version`, one row with
+            // NULL elsewhere when nothing was inserted), so a conflict reports the version it
+            // was decided against, not one read later.
             append: sql(format!(
-                "INSERT INTO {events} \
-                     (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
-                 SELECT $1, $2, current.version + new.ord, new.event_type, new.schema_version, \
-                        new.payload::jsonb, new.metadata::jsonb, new.event_id \
-                 FROM (SELECT coalesce(max(version), 0) AS version FROM {events} \
-                       WHERE category = $1 AND stream_id = $2) AS current, \
-                      UNNEST($4::text[], $5::int4[], $6::text[], $7::text[], $8::uuid[]) \
-                          WITH ORDINALITY AS new(event_type, schema_version, payload, metadata, event_id, ord) \
-                 WHERE $3::int8 IS NULL OR current.version = $3::int8 \
-                 ORDER BY new.ord \
-                 RETURNING position, transaction_id::text AS transaction_xid, version, recorded_at"
+                "WITH current AS (SELECT coalesce(max(version), 0) AS version FROM {events} \
+                                  WHERE category = $1 AND stream_id = $2), \
+                 inserted AS ( \
+                   INSERT INTO {events} \
+                       (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
+                   SELECT $1, $2, current.version + new.ord, new.event_type, new.schema_version, \
+                          new.payload::jsonb, new.metadata::jsonb, new.event_id \
+                   FROM current, \
+                        UNNEST($4::text[], $5::int4[], $6::text[], $7::text[], $8::uuid[]) \
+                            WITH ORDINALITY AS new(event_type, schema_version, payload, metadata, event_id, ord) \
+                   WHERE $3::int8 IS NULL OR current.version = $3::int8 \
+                   ORDER BY new.ord \
+                   RETURNING position, transaction_id, version, recorded_at) \
+                 SELECT i.position, i.transaction_id::text AS transaction_xid, i.version, i.recorded_at, \
+                        c.version AS current_version \
+                 FROM current c LEFT JOIN inserted i ON true"
             )),
             stream_version: sql(format!(
                 "SELECT coalesce(max(version), 0) FROM {events} WHERE category = $1 AND stream_id = $2"
@@ -106,7 +116,16 @@ mod tests {
 
     #[test]
     fn schema_names_are_plain_lower_case_identifiers() {
-        for ok in ["public", "es", "_x", "bank_events_2", &"a".repeat(48)] {
+        for ok in [
+            "public",
+            "es",
+            "_x",
+            "bank_events_2",
+            &"a".repeat(48),
+            "order",
+            "user",
+            "pg",
+        ] {
             assert!(validate(ok).is_ok(), "{ok}");
         }
         for bad in [
@@ -119,6 +138,8 @@ mod tests {
             "é",
             &"a".repeat(49),
             "x;drop",
+            "pg_events",
+            "pg_catalog",
         ] {
             assert!(validate(bad).is_err(), "{bad}");
         }

@@ -57,7 +57,7 @@ async fn executed_envelopes_match_the_stored_records() {
         AccountEvent::MoneyDeposited(MoneyDeposited { amount: 25 })
     );
 
-    let stream = Repository::<Account, InMemoryStore>::stream_id(&id);
+    let stream = accounts(&store).stream_id(&id);
     let stored: Vec<_> = store
         .read_stream(&stream, 2)
         .try_collect()
@@ -198,7 +198,7 @@ async fn append_raw(
     version: u16,
     payload: serde_json::Value,
 ) {
-    let stream = Repository::<Account, InMemoryStore>::stream_id(id);
+    let stream = accounts(store).stream_id(id);
     store
         .append(
             &stream,

@@ -57,7 +57,13 @@ async fn a_nul_character_is_a_typed_error_and_writes_nothing() {
 #[tokio::test]
 async fn schema_names_are_validated() {
     let pool = support::pool(1).await;
-    for bad in ["Bank", "bank-events", "x\"; DROP TABLE events; --", ""] {
+    for bad in [
+        "Bank",
+        "bank-events",
+        "x\"; DROP TABLE events; --",
+        "",
+        "pg_events",
+    ] {
         let err = PostgresStore::new(pool.clone())
             .with_schema(bad)
             .expect_err("invalid");
@@ -65,6 +71,45 @@ async fn schema_names_are_validated() {
             matches!(err, PostgresError::InvalidSchema(ref s) if s == bad),
             "{err:?}"
         );
+    }
+}
+
+/// Every name `with_schema` accepts, `migrate()` can create and the store can use: reserved
+/// words included, since the name is quoted everywhere.
+#[tokio::test]
+async fn reserved_words_are_usable_schema_names() {
+    let pool = support::pool(2).await;
+    for word in ["order", "user", "select", "table"] {
+        let store = PostgresStore::new(pool.clone())
+            .with_schema(word)
+            .expect("a valid name");
+        store
+            .migrate()
+            .await
+            .unwrap_or_else(|e| panic!("migrate into {word:?}: {e}"));
+        let stream = StreamId::new("notes", Uuid::now_v7().to_string());
+        let done = store
+            .append(
+                &stream,
+                ExpectedVersion::NoStream,
+                vec![event(serde_json::json!({ "in": word }))],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("append in {word:?}: {e}"));
+        let read: Vec<_> = store
+            .read_stream(&stream, 1)
+            .try_collect()
+            .await
+            .unwrap_or_else(|e| panic!("read in {word:?}: {e}"));
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].payload["in"], word);
+        assert_eq!(read[0].position, done.positions[0]);
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{word}\" CASCADE"
+        )))
+        .execute(&pool)
+        .await
+        .expect("clean up");
     }
 }
 

@@ -124,3 +124,147 @@ async fn events_and_a_read_model_commit_or_roll_back_together() {
     assert_eq!(total(stream.id().to_owned()).await, Some(7));
     assert_eq!(store.stream_version(&stream).await.expect("version"), 1);
 }
+
+/// A read-model table in the store's schema, and a count of its rows.
+async fn notes_table(store: &es_postgres::PostgresStore) -> String {
+    let table = format!("\"{}\".notes", store.schema());
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE {table} (note text PRIMARY KEY)"
+    )))
+    .execute(store.pool())
+    .await
+    .expect("read model table");
+    table
+}
+
+async fn notes(store: &es_postgres::PostgresStore, table: &str) -> Vec<String> {
+    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT note FROM {table} ORDER BY note"
+    )))
+    .fetch_all(store.pool())
+    .await
+    .expect("read notes")
+}
+
+async fn note(tx: &mut sqlx::PgConnection, table: &str, text: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {table} VALUES ($1)"
+    )))
+    .bind(text)
+    .execute(tx)
+    .await
+    .map(drop)
+}
+
+/// An append retried inside a transaction (its first try landed, the outcome was lost) gets
+/// its original outcome, and the transaction goes on: what it wrote before and after the
+/// append commits. A refused append (duplicate id, conflict) writes nothing and leaves the
+/// transaction usable too. Never a success for a statement that failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_or_replayed_append_in_leaves_the_callers_transaction_usable() {
+    let store = support::store().await;
+    let table = notes_table(&store).await;
+    let stream = StreamId::new("account", Uuid::now_v7().to_string());
+    let events = vec![deposited(1), deposited(2)];
+    let first = store
+        .append(&stream, ExpectedVersion::NoStream, events.clone())
+        .await
+        .expect("first append");
+
+    let mut tx = store.pool().begin().await.expect("begin");
+    note(&mut tx, &table, "before the replay")
+        .await
+        .expect("write");
+    let again = store
+        .append_in(&mut tx, &stream, ExpectedVersion::NoStream, events.clone())
+        .await
+        .expect("a replay gets its original outcome");
+    assert_eq!(again, first);
+    note(&mut tx, &table, "after the replay")
+        .await
+        .expect("the transaction is still usable after a replayed append");
+
+    // Not a replay: the id is stored with other content.
+    let mut clash = deposited(3);
+    clash.event_id = events[0].event_id;
+    let err = store
+        .append_in(&mut tx, &stream, ExpectedVersion::Any, vec![clash])
+        .await
+        .expect_err("a stored id");
+    assert!(
+        matches!(err, StoreError::DuplicateEventId { .. }),
+        "{err:?}"
+    );
+    let err = store
+        .append_in(
+            &mut tx,
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![deposited(4)],
+        )
+        .await
+        .expect_err("the stream exists");
+    assert!(
+        matches!(err, StoreError::Conflict { actual: 2, .. }),
+        "{err:?}"
+    );
+    note(&mut tx, &table, "after the refusals")
+        .await
+        .expect("the transaction is still usable after refused appends");
+    tx.commit().await.expect("commit");
+
+    assert_eq!(
+        notes(&store, &table).await,
+        [
+            "after the refusals",
+            "after the replay",
+            "before the replay"
+        ]
+    );
+    assert_eq!(store.stream_version(&stream).await.expect("version"), 2);
+}
+
+/// A refused `append_in` looks into the refusal on the caller's connection: with every pool
+/// connection held by such transactions, it still answers at once with the conflict (it
+/// would otherwise wait for a pool connection and fail as a backend timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_append_in_needs_no_second_connection() {
+    let base = support::store().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(&support::server().url)
+        .await
+        .expect("pool");
+    let store = es_postgres::PostgresStore::new(pool)
+        .with_schema(base.schema())
+        .expect("schema");
+    let stream = StreamId::new("account", Uuid::now_v7().to_string());
+    let seed = deposited(1);
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![seed.clone()])
+        .await
+        .expect("seed");
+    let mut a = store.pool().begin().await.expect("begin a");
+    let mut b = store.pool().begin().await.expect("begin b");
+    for tx in [&mut a, &mut b] {
+        let conflict = store
+            .append_in(tx, &stream, ExpectedVersion::NoStream, vec![deposited(2)])
+            .await
+            .expect_err("the stream exists");
+        assert!(
+            matches!(conflict, StoreError::Conflict { actual: 1, .. }),
+            "{conflict:?}"
+        );
+        let mut clash = deposited(3);
+        clash.event_id = seed.event_id;
+        let duplicate = store
+            .append_in(tx, &stream, ExpectedVersion::Any, vec![clash])
+            .await
+            .expect_err("a stored id");
+        assert!(
+            matches!(duplicate, StoreError::DuplicateEventId { .. }),
+            "{duplicate:?}"
+        );
+    }
+}

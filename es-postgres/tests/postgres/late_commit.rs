@@ -108,7 +108,7 @@ async fn late_commit(lower_sequence: bool) {
     loop {
         let horizon = store.horizon().await.expect("horizon");
         let holder = horizon.holder.expect("someone holds the horizon");
-        if holder.pid == holder_pid {
+        if holder.pid == Some(holder_pid) {
             break;
         }
         assert!(
@@ -194,5 +194,90 @@ async fn the_log_orders_transaction_ids_as_numbers() {
     assert_eq!(
         after_ten.iter().map(|r| r.version).collect::<Vec<_>>(),
         vec![3, 4]
+    );
+}
+
+/// A prepared transaction (two-phase commit) holds the horizon with no backend: the horizon
+/// names it by its global id, subscribers wait for it, and once committed its event comes
+/// first. Runs where the server allows prepared transactions (the throwaway server does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_transaction_holding_the_horizon_is_named() {
+    use sqlx::Executor;
+    let _alone = support::exclusive().await;
+    let store = support::store().await;
+    let allowed: String = sqlx::query_scalar("SHOW max_prepared_transactions")
+        .fetch_one(store.pool())
+        .await
+        .expect("setting");
+    if allowed == "0" {
+        support::report(
+            "skipped: max_prepared_transactions = 0 on this server (the tests' throwaway server \
+             allows them)",
+        );
+        return;
+    }
+    // Ones an earlier run left behind (it panicked before ending them) would hold everyone.
+    let stale: Vec<String> =
+        sqlx::query_scalar("SELECT gid FROM pg_prepared_xacts WHERE gid LIKE 'es_test_%'")
+            .fetch_all(store.pool())
+            .await
+            .expect("list prepared");
+    for gid in stale {
+        let _ = store
+            .pool()
+            .execute(sqlx::AssertSqlSafe(format!("ROLLBACK PREPARED '{gid}'")))
+            .await;
+    }
+    let gid = format!("es_test_{}", Uuid::now_v7().simple());
+    let late = StreamId::new("late", Uuid::now_v7().to_string());
+    let mut conn = store.pool().acquire().await.expect("connection");
+    conn.execute("BEGIN").await.expect("begin");
+    store
+        .append_in(&mut conn, &late, ExpectedVersion::NoStream, vec![event()])
+        .await
+        .expect("append in the transaction");
+    conn.execute(sqlx::AssertSqlSafe(format!("PREPARE TRANSACTION '{gid}'")))
+        .await
+        .expect("prepare");
+    drop(conn);
+
+    let later = StreamId::new("later", Uuid::now_v7().to_string());
+    store
+        .append(&later, ExpectedVersion::NoStream, vec![event(), event()])
+        .await
+        .expect("later appends");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let horizon = store.horizon().await.expect("horizon");
+        let holder = horizon.holder.expect("someone holds the horizon");
+        if holder.prepared.as_deref() == Some(gid.as_str()) {
+            assert_eq!(holder.pid, None, "a prepared transaction has no backend");
+            assert_eq!(holder.state.as_deref(), Some("prepared"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the horizon never named the prepared transaction {gid}: {holder:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let held: Vec<RecordedEvent> = store.read_all(None).try_collect().await.expect("read");
+    assert!(
+        !held.iter().any(|r| r.stream == later),
+        "events behind a prepared transaction were visible"
+    );
+
+    store
+        .pool()
+        .execute(sqlx::AssertSqlSafe(format!("COMMIT PREPARED '{gid}'")))
+        .await
+        .expect("commit prepared");
+    let mut sub = store.subscribe(None);
+    let seen = take(&mut sub, 3).await;
+    let streams: Vec<&StreamId> = seen.iter().map(|r| &r.stream).collect();
+    assert_eq!(
+        streams,
+        [&late, &later, &later],
+        "the prepared event comes first"
     );
 }

@@ -144,6 +144,7 @@ fn start_throwaway() -> Result<Server, String> {
     let script = r#"
         "$1" -D "$2" -p "$3" -k "$4" -c listen_addresses=127.0.0.1 -c fsync=off \
              -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
+             -c max_prepared_transactions=10 \
              >>"$5" 2>&1 &
         pid=$!
         read -r _ || true

@@ -156,7 +156,7 @@ pub async fn run<S: EventStore>(store: S, out: &mut impl Write) -> Result<Summar
     writeln!(
         script.out,
         "  both writers loaded {} at version {seen}, balance {}",
-        Repository::<Account, S>::stream_id(&ada),
+        script.accounts.stream_id(&ada),
         money(loaded.state.balance())
     )?;
     let (a, b) = tokio::join!(
@@ -241,7 +241,7 @@ pub async fn run<S: EventStore>(store: S, out: &mut impl Write) -> Result<Summar
     script.step(&ada, CloseAccount).await?;
     script.step(&ada, Deposit { amount: cents(1) }).await?;
 
-    let stream = Repository::<Account, S>::stream_id(&ada);
+    let stream = script.accounts.stream_id(&ada);
     writeln!(
         script.out,
         "\n6. Ada's stream as stored: category `{}`, id `{}`",

@@ -226,3 +226,63 @@ pub async fn concurrent_any_appends_all_succeed<S: EventStore>(store: S) {
     let unique: HashSet<Uuid> = record_ids(&read).into_iter().collect();
     assert_eq!(unique.len(), read.len(), "every event exactly once");
 }
+
+/// A conflict reports the version the append was refused at, which is never the version it
+/// expected: here an appender keeps expecting one past what it just read while another
+/// writer appends, so the stream often reaches the expected version right after the refusal
+/// (a store that reads `actual` in a later statement would then report `actual == expected`).
+pub async fn a_conflict_never_reports_the_expected_version<S: EventStore>(store: S) {
+    let stream = stream_id();
+    append(&store, &stream, ExpectedVersion::NoStream, events(0, 1)).await;
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (store, stream, done) = (store.clone(), stream.clone(), Arc::clone(&done));
+        tokio::spawn(async move {
+            let mut n = 0_u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                within(
+                    WAIT,
+                    "the other writer",
+                    store.append(&stream, ExpectedVersion::Any, vec![event(n)]),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("an Any append must succeed: {e:?}"));
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    for i in 0..200 {
+        let read = stream_version(&store, &stream).await;
+        let expected = ExpectedVersion::Exact(read + 1);
+        match within(
+            WAIT,
+            "an append expecting ahead",
+            store.append(&stream, expected, vec![event(i)]),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(StoreError::Conflict {
+                actual,
+                expected: e,
+                ..
+            }) => {
+                assert_eq!(e, expected, "the conflict carries the expected version");
+                assert_ne!(
+                    actual,
+                    read + 1,
+                    "a conflict expecting version {} reported that same version as actual",
+                    read + 1
+                );
+                assert!(
+                    actual >= read,
+                    "the stream never goes back: read {read}, actual {actual}"
+                );
+            }
+            Err(other) => panic!("expected success or Conflict, got {other:?}"),
+        }
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    join(writer, "the other writer").await;
+}

@@ -58,6 +58,7 @@ mod fields;
 mod read;
 mod subscribe;
 mod subscriber;
+mod values;
 
 use subscriber::subscribe;
 
@@ -66,6 +67,7 @@ pub use concurrency::*;
 pub use fields::*;
 pub use read::*;
 pub use subscribe::*;
+pub use values::*;
 
 /// Runs the whole conformance suite: one `#[test]` per guarantee of
 /// [`testing::conformance`](crate::testing::conformance), each with a fresh store.
@@ -107,8 +109,12 @@ macro_rules! conformance_tests {
             racing_exact_appends_exactly_one_wins,
             concurrent_exact_appends_lose_no_update,
             concurrent_any_appends_all_succeed,
+            a_conflict_never_reports_the_expected_version,
             metadata_round_trips,
             recorded_at_has_microsecond_precision,
+            numbers_read_back_exactly_as_written,
+            unstorable_input_is_refused_and_writes_nothing,
+            reads_of_unstorable_streams_are_empty,
         );
     };
     (@tests ($make:expr) $($name:ident),* $(,)?) => {

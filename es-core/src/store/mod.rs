@@ -16,6 +16,14 @@ use uuid::Uuid;
 use crate::envelope::{Metadata, StreamId};
 use crate::position::Position;
 
+mod limits;
+mod replay;
+
+pub use limits::{
+    MAX_JSON_DEPTH, MAX_NAME_BYTES, MAX_STREAM_ID_BYTES, check_storable, is_storable_stream,
+};
+pub use replay::replayed_append;
+
 /// The version an append expects the stream to be at.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ExpectedVersion {
@@ -100,48 +108,6 @@ pub struct Appended {
     pub positions: Vec<Position>,
     /// When the store recorded them (one instant for the whole append).
     pub recorded_at: DateTime<Utc>,
-}
-
-/// For store implementers: whether `events` were already appended to `stream` exactly as
-/// asked (same ids, same content, same order, at consecutive versions that `expected`
-/// allows), as when an append is retried after its outcome was lost with the connection.
-/// Such a retry succeeds with the original outcome instead of failing on its own event ids.
-///
-/// `stored` holds the stored record of each event, in the order of `events` (`None` when an
-/// id is not stored).
-#[must_use]
-pub fn replayed_append(
-    stream: &StreamId,
-    expected: ExpectedVersion,
-    events: &[NewEvent],
-    stored: &[Option<&RecordedEvent>],
-) -> Option<Appended> {
-    if events.is_empty() || events.len() != stored.len() {
-        return None;
-    }
-    let first = stored.first().copied().flatten()?;
-    for (i, (event, record)) in events.iter().zip(stored).enumerate() {
-        let record = (*record)?;
-        let same = record.stream == *stream
-            && record.event_id == event.event_id
-            && record.event_type == event.event_type
-            && record.schema_version == event.schema_version
-            && record.payload == event.payload
-            && record.metadata == event.metadata
-            && Some(record.version) == first.version.checked_add(u64::try_from(i).ok()?);
-        if !same {
-            return None;
-        }
-    }
-    let before = first.version.checked_sub(1)?;
-    if !matches!(expected, ExpectedVersion::Any) && !expected.matches(before) {
-        return None;
-    }
-    Some(Appended {
-        version: stored.last().copied().flatten()?.version,
-        positions: stored.iter().flatten().map(|r| r.position).collect(),
-        recorded_at: first.recorded_at,
-    })
 }
 
 /// What a store can fail with. Each variant carries what a caller acts on.
