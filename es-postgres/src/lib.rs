@@ -80,11 +80,27 @@ pub use sqlx::PgConnection;
 
 use schema::Statements;
 
-/// How many records a read fetches per query: memory stays bounded by one batch.
-const DEFAULT_BATCH: i64 = 500;
+/// How a store reads: page sizes and polling. Copies made by `with_*` share the pool, the
+/// schema and the wake-ups, and differ only here.
+#[derive(Clone, Copy, Debug)]
+struct Settings {
+    /// How many records a read fetches per query.
+    batch: i64,
+    /// How many bytes of payload and metadata (as stored) a page holds at most: the first
+    /// record of a page always comes, so a page exceeds this by at most one record.
+    batch_bytes: i64,
+    /// How often an idle subscription polls when no wake-up arrives.
+    poll: Duration,
+    /// Whether subscriptions `LISTEN` for other processes' appends.
+    listen: bool,
+}
 
-/// How often an idle subscription polls when no wake-up arrives.
-const DEFAULT_POLL: Duration = Duration::from_millis(500);
+const DEFAULTS: Settings = Settings {
+    batch: 500,
+    batch_bytes: 8 * 1024 * 1024,
+    poll: Duration::from_millis(500),
+    listen: true,
+};
 
 /// An event store in PostgreSQL. Cheap to clone (it shares the pool).
 #[derive(Clone, Debug)]
@@ -96,9 +112,7 @@ pub struct PostgresStore {
 struct Inner {
     pool: PgPool,
     sql: Statements,
-    batch: i64,
-    poll: Duration,
-    listen: bool,
+    settings: Settings,
     /// Shared by the copies `with_batch_size` and friends make: same schema, same wake-ups.
     wake: Arc<wake::Wake>,
 }
@@ -124,46 +138,35 @@ impl PostgresStore {
     /// use (apart from a transaction-pooling proxy: migrations take a session lock).
     #[must_use]
     pub fn new(pool: PgPool) -> Self {
-        Self::build(pool, "public", DEFAULT_BATCH, DEFAULT_POLL, true)
+        Self::build(pool, "public", DEFAULTS)
     }
 
-    fn build(pool: PgPool, schema: &str, batch: i64, poll: Duration, listen: bool) -> Self {
+    fn build(pool: PgPool, schema: &str, settings: Settings) -> Self {
         let sql = Statements::new(schema);
         let wake = Arc::new(wake::Wake::new(pool.clone(), sql.channel.clone()));
-        Self::assemble(pool, sql, batch, poll, listen, wake)
-    }
-
-    fn assemble(
-        pool: PgPool,
-        sql: Statements,
-        batch: i64,
-        poll: Duration,
-        listen: bool,
-        wake: Arc<wake::Wake>,
-    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 pool,
                 sql,
-                batch,
-                poll,
-                listen,
+                settings,
                 wake,
             }),
         }
     }
 
     /// A copy with other settings, sharing the pool, the schema and the wake-ups.
-    fn with(&self, batch: i64, poll: Duration, listen: bool) -> Self {
+    fn with(&self, change: impl FnOnce(&mut Settings)) -> Self {
         let i = &self.inner;
-        Self::assemble(
-            i.pool.clone(),
-            Statements::new(&i.sql.schema),
-            batch,
-            poll,
-            listen,
-            Arc::clone(&i.wake),
-        )
+        let mut settings = i.settings;
+        change(&mut settings);
+        Self {
+            inner: Arc::new(Inner {
+                pool: i.pool.clone(),
+                sql: Statements::new(&i.sql.schema),
+                settings,
+                wake: Arc::clone(&i.wake),
+            }),
+        }
     }
 
     /// The same store in another schema: `[a-z_][a-z0-9_]*`, at most 48 bytes, not starting
@@ -175,33 +178,41 @@ impl PostgresStore {
     /// [`PostgresError::InvalidSchema`] for any other name.
     pub fn with_schema(self, schema: &str) -> Result<Self, PostgresError> {
         schema::validate(schema)?;
-        let i = &self.inner;
         Ok(Self::build(
-            i.pool.clone(),
+            self.inner.pool.clone(),
             schema,
-            i.batch,
-            i.poll,
-            i.listen,
+            self.inner.settings,
         ))
     }
 
-    /// How many records one read query fetches (default 500; at least 1).
+    /// How many records one read query fetches at most (default 500; at least 1).
     #[must_use]
     pub fn with_batch_size(self, batch: u32) -> Self {
-        self.with(i64::from(batch.max(1)), self.inner.poll, self.inner.listen)
+        self.with(|s| s.batch = i64::from(batch.max(1)))
+    }
+
+    /// How many bytes of payload and metadata one read query fetches at most, as stored
+    /// (`pg_column_size`, so compressed values count compressed; default 8 MiB). A page
+    /// always holds at least one record, so one record larger than this is still read.
+    /// Memory stays bounded by the smaller of this and [`with_batch_size`] records.
+    ///
+    /// [`with_batch_size`]: PostgresStore::with_batch_size
+    #[must_use]
+    pub fn with_batch_bytes(self, bytes: u32) -> Self {
+        self.with(|s| s.batch_bytes = i64::from(bytes.max(1)))
     }
 
     /// How often an idle subscription polls (default 500 ms).
     #[must_use]
     pub fn with_poll_interval(self, poll: Duration) -> Self {
-        self.with(self.inner.batch, poll, self.inner.listen)
+        self.with(|s| s.poll = poll)
     }
 
     /// Whether subscriptions `LISTEN` for appends of other processes (default true). Turn
     /// it off behind a transaction-pooling proxy; subscriptions then poll.
     #[must_use]
     pub fn with_listen(self, listen: bool) -> Self {
-        self.with(self.inner.batch, self.inner.poll, listen)
+        self.with(|s| s.listen = listen)
     }
 
     /// The pool.

@@ -161,7 +161,8 @@ impl Cursor {
             }
         };
         query
-            .bind(inner.batch)
+            .bind(inner.settings.batch)
+            .bind(inner.settings.batch_bytes)
             .fetch_all(&inner.pool)
             .await
             .map_err(backend)
@@ -214,7 +215,14 @@ fn paged(
         match cursor.fetch(&inner).await {
             Ok(rows) if rows.is_empty() => None,
             Ok(rows) => {
-                let full = i64::try_from(rows.len()).is_ok_and(|n| n >= inner.batch);
+                // More may follow when the page is full by count, or when the byte bound cut
+                // it (the running size reached the bound).
+                let by_count = i64::try_from(rows.len()).is_ok_and(|n| n >= inner.settings.batch);
+                let by_bytes = rows.last().is_some_and(|r| {
+                    r.try_get::<i64, _>("running")
+                        .is_ok_and(|b| b >= inner.settings.batch_bytes)
+                });
+                let full = by_count || by_bytes;
                 let (page, stuck) = cursor.decode(&rows);
                 let more = full && !stuck;
                 Some((page, (inner, more.then_some(cursor))))
@@ -289,7 +297,7 @@ impl Subscription {
     /// Waits for a wake-up: an append of this process, a notification from the database,
     /// or the poll interval (sooner, right after a wake-up that found nothing).
     async fn wait(&mut self) {
-        let poll = self.inner.poll;
+        let poll = self.inner.settings.poll;
         let timeout = self.retry.map_or(poll, |r| r.min(poll));
         tokio::select! {
             () = tokio::time::sleep(timeout) => {
@@ -305,7 +313,7 @@ impl Subscription {
         loop {
             if self.failed {
                 self.failed = false;
-                tokio::time::sleep(self.inner.poll).await;
+                tokio::time::sleep(self.inner.settings.poll).await;
             }
             // Seen before reading, so a wake-up during the read is not lost.
             self.local.borrow_and_update();
@@ -332,7 +340,7 @@ pub(crate) fn subscribe(
     after: Option<Position>,
 ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static {
     let local = inner.wake.local();
-    let remote = inner.wake.remote(inner.listen);
+    let remote = inner.wake.remote(inner.settings.listen);
     let subscription = Subscription {
         inner,
         cursor: Cursor::Log { after },

@@ -34,6 +34,21 @@ pub(crate) fn validate(schema: &str) -> Result<(), PostgresError> {
 const COLUMNS: &str = "position, transaction_id::text AS transaction_xid, category, stream_id, \
      version, event_type, schema_version, payload, metadata, event_id, recorded_at";
 
+/// A record's size as stored (compressed values count compressed; no detoasting to measure).
+const SIZE: &str = "pg_column_size(payload) + pg_column_size(metadata) AS size";
+
+/// A page bounded by bytes as well as rows: of the rows `page` selects (at most its LIMIT),
+/// those whose running size before them is under `max_bytes` (so the first always comes).
+/// `running` tells the reader whether the bound cut the page short. The window runs over the
+/// limited page only, never over the rest of the log.
+fn sized(page: &str, order: &str, max_bytes: &str) -> String {
+    format!(
+        "SELECT * FROM ( \
+           SELECT page.*, sum(page.size) OVER (ORDER BY {order}) AS running FROM ({page}) page \
+         ) sized WHERE running - size < {max_bytes} ORDER BY {order}"
+    )
+}
+
 /// Every statement, with the schema quoted in.
 #[derive(Debug)]
 pub(crate) struct Statements {
@@ -81,18 +96,26 @@ impl Statements {
             stream_version: sql(format!(
                 "SELECT coalesce(max(version), 0) FROM {events} WHERE category = $1 AND stream_id = $2"
             )),
-            read_stream: sql(format!(
-                "SELECT {COLUMNS} FROM {events} \
-                 WHERE category = $1 AND stream_id = $2 AND version >= $3 \
-                 ORDER BY version LIMIT $4"
+            read_stream: sql(sized(
+                &format!(
+                    "SELECT {COLUMNS}, {SIZE} FROM {events} \
+                     WHERE category = $1 AND stream_id = $2 AND version >= $3 \
+                     ORDER BY version LIMIT $4"
+                ),
+                "version",
+                "$5",
             )),
             // Only transactions below the snapshot's xmin: they have all ended, so nothing can
             // still commit below this horizon and a reader never skips a late commit.
-            read_all: sql(format!(
-                "SELECT {COLUMNS} FROM {events} \
-                 WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                 ORDER BY transaction_id, position LIMIT $3"
+            read_all: sql(sized(
+                &format!(
+                    "SELECT {COLUMNS}, transaction_id AS xid_order, {SIZE} FROM {events} \
+                     WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                     ORDER BY transaction_id, position LIMIT $3"
+                ),
+                "xid_order, position",
+                "$4",
             )),
             lag: sql(format!(
                 "SELECT count(*) AS events, extract(epoch FROM now() - min(recorded_at))::float8 AS seconds \

@@ -223,3 +223,48 @@ async fn an_applications_own_sqlx_migrations_in_the_schema_are_left_alone() {
     .expect("count");
     assert_eq!(app_rows, 1, "the app's migration table is untouched");
 }
+
+/// Reads are paged by bytes as well as by rows: with a byte bound below one record, each
+/// page holds one record, and the reads are still complete and in order. (Paging shows: a
+/// stream read goes on page after page until a page comes back empty, so it also finds what
+/// was appended after its first page; one page of 500 rows would have ended the read.)
+#[tokio::test]
+async fn reads_are_paged_by_bytes_too() {
+    let store = support::store().await.with_batch_bytes(1);
+    let stream = StreamId::new("bulky", Uuid::now_v7().to_string());
+    let big = |n: u32| event(serde_json::json!({ "n": n, "pad": "p".repeat(10_000) }));
+    let first = store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            (0..3).map(big).collect(),
+        )
+        .await
+        .expect("append");
+    let mut read = store.read_stream(&stream, 1);
+    let one = read.try_next().await.expect("read").expect("a record");
+    assert_eq!(one.version, 1);
+    store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(3),
+            (3..5).map(big).collect(),
+        )
+        .await
+        .expect("append more");
+    let rest: Vec<_> = read.try_collect().await.expect("read on");
+    assert_eq!(
+        rest.iter().map(|r| r.version).collect::<Vec<_>>(),
+        [2, 3, 4, 5],
+        "one record per page, so the read went on to the later appends"
+    );
+    let all: Vec<_> = store
+        .read_all(None)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("read_all");
+    let mine: Vec<_> = all.iter().filter(|r| r.stream == stream).collect();
+    assert_eq!(mine.len(), 5, "read_all is complete under the byte bound");
+    assert_eq!(mine[0].position, first.positions[0]);
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+}
