@@ -3,4 +3,5 @@
 //! share only the events of `domain`.
 
 pub mod domain;
+pub mod race;
 pub mod scenario;

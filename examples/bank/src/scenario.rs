@@ -151,25 +151,20 @@ pub async fn run<S: EventStore>(store: S, out: &mut impl Write) -> Result<Summar
     }
 
     writeln!(script.out, "\n3. Two writers race on one account")?;
-    let loaded = script.accounts.load(&ada).await?;
-    let seen = loaded.version;
+    // Both load and decide, then meet at the gate before appending: both expect the version
+    // they loaded, and the store lets exactly one of them write.
+    let racing = Repository::<Account, _>::new(crate::race::Gated::new(store.clone(), 2));
+    let seen = script.accounts.load(&ada).await?;
     writeln!(
         script.out,
-        "  both writers loaded {} at version {seen}, balance {}",
+        "  both writers load {} at version {}, balance {}, and decide before either appends",
         script.accounts.stream_id(&ada),
-        money(loaded.state.balance())
+        seen.version,
+        money(seen.state.balance())
     )?;
     let (a, b) = tokio::join!(
-        script.accounts.execute_expecting(
-            &ada,
-            Withdraw { amount: cents(50) },
-            ExpectedVersion::Exact(seen)
-        ),
-        script.accounts.execute_expecting(
-            &ada,
-            Withdraw { amount: cents(40) },
-            ExpectedVersion::Exact(seen)
-        ),
+        racing.execute(&ada, Withdraw { amount: cents(50) }),
+        racing.execute(&ada, Withdraw { amount: cents(40) }),
     );
     let (winner, loser, loser_command) = match (a, b) {
         (Ok(w), Err(l)) => (w, l, Withdraw { amount: cents(40) }),

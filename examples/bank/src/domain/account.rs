@@ -7,7 +7,8 @@ use es_core::prelude::*;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The largest amount one deposit or withdrawal may move: 1 billion (in cents).
+/// The largest amount one deposit or withdrawal may move, in cents: 100 billion cents, 1
+/// billion in currency units.
 pub const MAX_AMOUNT: u64 = 100_000_000_000;
 
 /// An account's id: a UUID v7, shown as the stream id `account-<uuid>`.
@@ -15,16 +16,18 @@ pub const MAX_AMOUNT: u64 = 100_000_000_000;
 pub struct AccountId(Uuid);
 
 impl AccountId {
-    /// A fresh, time-ordered id.
+    /// A fresh, time-ordered id (each call a new one).
     #[must_use]
     pub fn new() -> Self {
         Self(Uuid::now_v7())
     }
 }
 
+/// The nil id (all zeros), as for `Uuid`: deterministic, never a fresh account's id. Use
+/// [`AccountId::new`] for that.
 impl Default for AccountId {
     fn default() -> Self {
-        Self::new()
+        Self(Uuid::nil())
     }
 }
 
@@ -283,6 +286,13 @@ mod tests {
             owner: "ada".into(),
         }
         .into()
+    }
+
+    #[test]
+    fn the_default_id_is_deterministic_and_new_ids_are_fresh() {
+        assert_eq!(AccountId::default(), AccountId::default());
+        assert_eq!(AccountId::default().to_string(), Uuid::nil().to_string());
+        assert_ne!(AccountId::new(), AccountId::new());
     }
 
     #[test]
