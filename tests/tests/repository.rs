@@ -463,3 +463,74 @@ async fn repositories_move_across_tasks() {
     });
     assert_eq!(handle.await.expect("task").expect("opens").version, 1);
 }
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+struct Measured {
+    celsius: f64,
+    samples: Vec<f64>,
+}
+
+#[derive(Command, Serialize, Deserialize, Clone, Debug)]
+struct Measure {
+    celsius: f64,
+}
+
+#[derive(Aggregate, Default, Clone, Debug)]
+#[aggregate(error = Never)]
+struct Thermometer {
+    last: Option<f64>,
+}
+
+#[aggregate_impl]
+impl Thermometer {
+    #[command]
+    fn measure(&self, cmd: Measure) -> Result<Measured, Never> {
+        Ok(Measured {
+            celsius: cmd.celsius,
+            samples: vec![cmd.celsius, 1e300, -0.0],
+        })
+    }
+
+    #[apply]
+    fn measured(&mut self, e: &Measured) {
+        self.last = Some(e.celsius);
+    }
+}
+
+/// No store keeps the sign of a zero (PostgreSQL's `jsonb` holds decimals), and stores refuse
+/// `-0.0` rather than change it: the repository writes `0.0` for it (equal as `f64`), in
+/// payloads and in metadata, so a command never fails on a computed negative zero.
+#[tokio::test]
+async fn a_negative_zero_is_written_as_zero() {
+    let store = InMemoryStore::new();
+    let repo = Repository::<Thermometer, _>::new(store.clone());
+    let id = Uuid::now_v7();
+    let done = repo
+        .execute_with(
+            &id,
+            Measure { celsius: -0.0 },
+            Metadata::default().with("offset", -0.0),
+        )
+        .await
+        .expect("a negative zero is fine");
+    assert_eq!(done.version, 1);
+    let stored: Vec<_> = store
+        .read_stream(&repo.stream_id(&id), 1)
+        .try_collect()
+        .await
+        .expect("read");
+    let celsius = stored[0].payload["celsius"].as_f64().expect("a float");
+    assert!(celsius == 0.0 && celsius.is_sign_positive(), "{celsius}");
+    assert!(
+        stored[0].payload["samples"][2]
+            .as_f64()
+            .is_some_and(f64::is_sign_positive)
+    );
+    assert_eq!(stored[0].payload["samples"][1].as_f64(), Some(1e300));
+    assert!(
+        stored[0].metadata.extra["offset"]
+            .as_f64()
+            .is_some_and(f64::is_sign_positive)
+    );
+    assert_eq!(repo.load(&id).await.expect("load").state.last, Some(0.0));
+}
