@@ -23,8 +23,17 @@
 //!   subscriptions), and poll as well, because a notification can be lost on reconnect. A
 //!   record that no longer decodes is delivered in its place as an error naming stream,
 //!   version and position; what follows it is still delivered.
-//! - `read_all` reads page after page until a short page; under writers faster than the
-//!   reader it goes on with them (use `subscribe` for a feed that never ends on purpose).
+//! - **Values read back as written.** Floats come back bit for bit (serde_json's
+//!   `float_roundtrip`; floats of 1e16 and above are written in full with a decimal point,
+//!   since `jsonb` keeps numbers as decimals and would give them back as integers). What
+//!   `jsonb` cannot keep (a NUL character, `-0.0`) or serde_json cannot read back (nesting
+//!   past 127 levels), and names or ids too long to index, are refused at append as
+//!   `Unstorable`, by [`es_core::store::check_storable`], the same check the in-memory store
+//!   runs.
+//! - Reads are paged by rows (500) and by bytes (8 MiB of payload and metadata as stored):
+//!   memory stays bounded however large the events. `read_all` reads page after page until
+//!   a short page; under writers faster than the reader it goes on with them (use
+//!   `subscribe` for a feed that never ends on purpose).
 //!
 //! The costs, and what to do about them:
 //!
