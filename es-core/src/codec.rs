@@ -37,7 +37,7 @@ pub struct CorruptEvent {
     pub stream: StreamId,
     /// Its version in the stream.
     pub version: u64,
-    /// Its stored type name.
+    /// Its stored name ([`Event::NAME`](crate::Event::NAME)).
     pub event_type: String,
     /// Its stored schema version.
     pub schema_version: u16,
@@ -53,7 +53,7 @@ pub enum EncodeError {
     /// Its `Serialize` implementation failed.
     #[error("event `{event_type}` does not serialize: {source}")]
     Serialize {
-        /// The stored type name.
+        /// The stored name ([`Event::NAME`](crate::Event::NAME)).
         event_type: &'static str,
         /// The serde error.
         #[source]
@@ -62,7 +62,7 @@ pub enum EncodeError {
     /// It serialized to something other than a JSON object.
     #[error("event `{event_type}` serializes to a JSON {found}, not an object")]
     NotAnObject {
-        /// The stored type name.
+        /// The stored name ([`Event::NAME`](crate::Event::NAME)).
         event_type: &'static str,
         /// What it serialized to ("string", "array", ...).
         found: &'static str,

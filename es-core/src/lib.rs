@@ -66,6 +66,12 @@
 //! # });
 //! ```
 //!
+//! Vocabulary: an event type's *stored name* is the string it is kept under, a contract
+//! between services: [`Event::NAME`] in the typed layer ([`EventSet::name`] for a value of
+//! the generated enum), and `event_type` in records ([`NewEvent`], [`RecordedEvent`]) and
+//! in the errors that name one ([`CorruptEvent`], [`EncodeError`]), after the column that
+//! holds it.
+//!
 //! Features: `testing` adds `testing::Fixture` (given / when / then for aggregates) and the
 //! store conformance suite every store crate runs.
 

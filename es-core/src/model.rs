@@ -27,7 +27,7 @@ use crate::codec::DecodeError;
 pub trait Event:
     Serialize + DeserializeOwned + Clone + Debug + PartialEq + Send + Sync + 'static
 {
-    /// The stored type name (default: the Rust type name).
+    /// The stored name (default: the Rust type name); records carry it as `event_type`.
     const NAME: &'static str;
     /// The schema version of this shape of the event (default 1).
     const VERSION: u16;
@@ -54,7 +54,7 @@ pub trait Command: Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 
     label = "add `#[derive(Aggregate)]` and `#[aggregate(error = YourError)]` to `{Self}`"
 )]
 pub trait AggregateRoot: Default + Send + Sync + 'static {
-    /// The stored type name, also the stream category (`[a-z0-9_]+`).
+    /// The aggregate's stored name, also the stream category (`[a-z0-9_]+`).
     const NAME: &'static str;
     /// The aggregate's id; a stream shows as `"{NAME}-{id}"`.
     type Id: Display + FromStr + Clone + Send + Sync + 'static;

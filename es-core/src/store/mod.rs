@@ -62,7 +62,7 @@ impl std::fmt::Display for ExpectedVersion {
 pub struct NewEvent {
     /// The unique event id (UUID v7, set by the caller or the core).
     pub event_id: Uuid,
-    /// The stored type name.
+    /// The stored name ([`Event::NAME`](crate::Event::NAME)).
     pub event_type: String,
     /// The schema version of the payload.
     pub schema_version: u16,
@@ -83,7 +83,7 @@ pub struct RecordedEvent {
     pub version: u64,
     /// The unique event id.
     pub event_id: Uuid,
-    /// The stored type name.
+    /// The stored name ([`Event::NAME`](crate::Event::NAME)).
     pub event_type: String,
     /// The schema version of the payload.
     pub schema_version: u16,
