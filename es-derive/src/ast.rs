@@ -12,7 +12,7 @@ use syn::{
 
 use crate::ctxt::Ctxt;
 use crate::render::{render, render_sig};
-use crate::symbol::{APPLY, COMMAND};
+use crate::symbol::{APPLY, CFG, CFG_ATTR, COMMAND};
 
 /// The impl block, with the `#[command]` / `#[apply]` markers stripped.
 pub(crate) struct AggregateImpl {
@@ -133,9 +133,9 @@ fn take_markers(cx: &Ctxt, f: &mut ImplItemFn) -> Option<Marker> {
     let mut found: Option<(Marker, Span)> = None;
     let mut kept = Vec::with_capacity(f.attrs.len());
     for attr in std::mem::take(&mut f.attrs) {
-        let marker = if attr.path().is_ident(COMMAND) {
+        let marker = if attr.path() == COMMAND {
             Marker::Command
-        } else if attr.path().is_ident(APPLY) {
+        } else if attr.path() == APPLY {
             Marker::Apply
         } else {
             kept.push(attr);
@@ -175,7 +175,7 @@ fn take_markers(cx: &Ctxt, f: &mut ImplItemFn) -> Option<Marker> {
         };
         for attr in kept
             .iter()
-            .filter(|a| a.path().is_ident("cfg") || a.path().is_ident("cfg_attr"))
+            .filter(|a| a.path() == CFG || a.path() == CFG_ATTR)
         {
             cx.error_spanned_by(
                 attr,

@@ -1,27 +1,30 @@
 //! Attributes parsed into typed structs: `#[event(...)]`, `#[command(...)]`,
-//! `#[aggregate(...)]` and the arguments of `#[aggregate_impl(...)]`. Unknown keys list the
-//! known ones; a repeated key says "duplicate". Values are checked here when the check needs
-//! no other item (a stored name's alphabet, a version's range).
+//! `#[aggregate(...)]` and the arguments of `#[aggregate_impl(...)]`. Each parser dispatches
+//! on one table of (key, handler): a key is handled or reported as unknown with the table's
+//! keys listed, never taken for another; a repeated key says "duplicate". Values are checked
+//! here when the check needs no other item (a stored name's alphabet, a version's range).
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use syn::meta::ParseNestedMeta;
 use syn::{Attribute, Ident, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, AGGREGATE_IMPL_KEYS, AGGREGATE_KEYS, COMMAND, COMMAND_KEYS, CRATE, ERROR, EVENT,
-    EVENT_KEYS, ID, NAME, VERSION,
+    AGGREGATE, AGGREGATE_IMPL, COMMAND, CRATE, ERROR, EVENT, ID, NAME, Symbol, VERSION,
 };
+
+/// Parses the value of one key.
+type Handler<'a> = &'a mut dyn FnMut(&ParseNestedMeta<'_>) -> syn::Result<()>;
 
 /// One key's value, remembering whether it was given twice.
 struct Slot<T> {
-    attr: &'static str,
-    key: &'static str,
+    attr: Symbol,
+    key: Symbol,
     value: Option<T>,
 }
 
 impl<T> Slot<T> {
-    fn new(attr: &'static str, key: &'static str) -> Self {
+    fn new(attr: Symbol, key: Symbol) -> Self {
         Self {
             attr,
             key,
@@ -44,88 +47,70 @@ impl<T> Slot<T> {
     }
 }
 
-fn key_name(path: &Path) -> String {
-    path.get_ident()
-        .map(ToString::to_string)
-        .unwrap_or_else(|| {
-            path.segments
-                .iter()
-                .map(|s| s.ident.to_string())
-                .collect::<Vec<_>>()
-                .join("::")
-        })
+impl<T: syn::parse::Parse> Slot<T> {
+    /// `key = value`, the value parsed as `T`.
+    fn parse(&mut self, cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+        let value = meta.value()?.parse()?;
+        self.set(cx, &meta.path, value);
+        Ok(())
+    }
 }
 
-/// Runs `on_key` for each `key = value` of one attribute; reports unknown keys and keeps
-/// going, so every mistake shows in one build.
-fn each_key(
+/// Runs the handler of `meta`'s key; an unknown key is reported with the keys of `table`, its
+/// value skipped, and parsing goes on, so every mistake shows in one build.
+fn dispatch(
     cx: &Ctxt,
-    attr_name: &str,
-    known: &[&str],
+    attr: Symbol,
     meta: &ParseNestedMeta<'_>,
-    on_key: &mut dyn FnMut(&str, &ParseNestedMeta<'_>) -> syn::Result<()>,
+    table: &mut [(Symbol, Handler<'_>)],
 ) -> syn::Result<()> {
-    let key = key_name(&meta.path);
-    if let Some(known_key) = known.iter().find(|k| **k == key) {
-        return on_key(known_key, meta);
+    if let Some((_, handler)) = table.iter_mut().find(|(key, _)| meta.path == *key) {
+        return handler(meta);
     }
     if meta.input.peek(Token![=]) {
         meta.value()?.parse::<syn::Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        meta.input.parse::<proc_macro2::Group>()?;
     }
-    let expected = known
+    let expected = table
         .iter()
-        .map(|k| format!("`{k}`"))
+        .map(|(key, _)| format!("`{key}`"))
         .collect::<Vec<_>>()
         .join(", ");
+    let found = meta
+        .path
+        .segments
+        .iter()
+        .map(|s| s.ident.to_string())
+        .collect::<Vec<_>>()
+        .join("::");
     cx.error_spanned_by(
         &meta.path,
-        format!("unknown key `{key}` in `#[{attr_name}(...)]`; expected one of: {expected}"),
+        format!("unknown key `{found}` in `#[{attr}(...)]`; expected one of: {expected}"),
     );
     Ok(())
 }
 
-fn for_each_attr(
-    cx: &Ctxt,
-    attrs: &[Attribute],
-    attr_name: &str,
-    known: &[&str],
-    mut on_key: impl FnMut(&str, &ParseNestedMeta<'_>) -> syn::Result<()>,
-) {
-    for attr in attrs.iter().filter(|a| a.path().is_ident(attr_name)) {
-        let result =
-            attr.parse_nested_meta(|meta| each_key(cx, attr_name, known, &meta, &mut on_key));
-        if let Err(err) = result {
+/// Every `#[attr(...)]` among `attrs`, each key through `table`.
+fn parse_attrs(cx: &Ctxt, attrs: &[Attribute], attr: Symbol, table: &mut [(Symbol, Handler<'_>)]) {
+    for a in attrs.iter().filter(|a| a.path() == attr) {
+        if let Err(err) = a.parse_nested_meta(|meta| dispatch(cx, attr, &meta, table)) {
             cx.syn_error(err);
         }
     }
 }
 
-/// A stored name: `[a-z0-9_]+` for aggregates (it is a stream category), any non-empty
-/// string without surrounding spaces or control characters for events.
-fn check_name(cx: &Ctxt, lit: &LitStr, aggregate: bool) -> bool {
-    let value = lit.value();
-    let ok = if aggregate {
-        !value.is_empty()
-            && value
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-    } else {
-        !value.is_empty() && value.trim() == value && !value.chars().any(char::is_control)
-    };
-    if !ok {
-        let rule = if aggregate {
-            "an aggregate's stored name is its stream category: use only `a-z`, `0-9` and `_`, e.g. `name = \"bank_account\"`"
-        } else {
-            "an event's stored name must be non-empty, without surrounding spaces or control characters"
-        };
-        cx.error_spanned_by(lit, format!("invalid name {:?}: {rule}", value));
-    }
-    ok
+/// A stream category (an aggregate's stored name): `[a-z0-9_]+`.
+pub(crate) fn is_category(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 pub(crate) struct EventAttrs {
     pub(crate) name: Option<LitStr>,
-    pub(crate) version: Option<(u16, Span)>,
+    pub(crate) version: Option<u16>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -133,28 +118,41 @@ pub(crate) fn event_attrs(cx: &Ctxt, attrs: &[Attribute]) -> EventAttrs {
     let mut name = Slot::new(EVENT, NAME);
     let mut version = Slot::new(EVENT, VERSION);
     let mut krate = Slot::new(EVENT, CRATE);
-    for_each_attr(cx, attrs, EVENT, EVENT_KEYS, |key, meta| {
-        match key {
-            NAME => {
+    parse_attrs(
+        cx,
+        attrs,
+        EVENT,
+        &mut [
+            (NAME, &mut |meta| {
                 let lit: LitStr = meta.value()?.parse()?;
-                if check_name(cx, &lit, false) {
+                let value = lit.value();
+                if value.is_empty() || value.trim() != value || value.chars().any(char::is_control)
+                {
+                    cx.error_spanned_by(
+                        &lit,
+                        format!(
+                            "invalid name {value:?}: an event's stored name must be non-empty, without surrounding spaces or control characters"
+                        ),
+                    );
+                } else {
                     name.set(cx, &meta.path, lit);
                 }
-            }
-            VERSION => {
+                Ok(())
+            }),
+            (VERSION, &mut |meta| {
                 let lit: LitInt = meta.value()?.parse()?;
                 match lit.base10_parse::<u16>() {
-                    Ok(v) if v >= 1 => version.set(cx, &meta.path, (v, lit.span())),
+                    Ok(v) if v >= 1 => version.set(cx, &meta.path, v),
                     _ => cx.error_spanned_by(
                         &lit,
                         "`version` is the event's schema version: an integer from 1 to 65535",
                     ),
                 }
-            }
-            _ => krate.set(cx, &meta.path, meta.value()?.parse()?),
-        }
-        Ok(())
-    });
+                Ok(())
+            }),
+            (CRATE, &mut |meta| krate.parse(cx, meta)),
+        ],
+    );
     EventAttrs {
         name: name.value,
         version: version.value,
@@ -164,41 +162,71 @@ pub(crate) fn event_attrs(cx: &Ctxt, attrs: &[Attribute]) -> EventAttrs {
 
 pub(crate) fn command_attrs(cx: &Ctxt, attrs: &[Attribute]) -> Option<Path> {
     let mut krate = Slot::new(COMMAND, CRATE);
-    for_each_attr(cx, attrs, COMMAND, COMMAND_KEYS, |_, meta| {
-        krate.set(cx, &meta.path, meta.value()?.parse()?);
-        Ok(())
-    });
+    parse_attrs(
+        cx,
+        attrs,
+        COMMAND,
+        &mut [(CRATE, &mut |meta| krate.parse(cx, meta))],
+    );
     krate.value
 }
 
 pub(crate) struct AggregateAttrs {
-    pub(crate) name: Option<LitStr>,
+    /// The stored name: given, or the type name in snake_case; checked either way.
+    pub(crate) name: String,
     pub(crate) id: Option<Type>,
     pub(crate) error: Option<Type>,
     pub(crate) krate: Option<Path>,
 }
 
-pub(crate) fn aggregate_attrs(cx: &Ctxt, attrs: &[Attribute]) -> AggregateAttrs {
+pub(crate) fn aggregate_attrs(cx: &Ctxt, attrs: &[Attribute], ident: &Ident) -> AggregateAttrs {
     let mut name = Slot::new(AGGREGATE, NAME);
     let mut id = Slot::new(AGGREGATE, ID);
     let mut error = Slot::new(AGGREGATE, ERROR);
     let mut krate = Slot::new(AGGREGATE, CRATE);
-    for_each_attr(cx, attrs, AGGREGATE, AGGREGATE_KEYS, |key, meta| {
-        match key {
-            NAME => {
+    // Whether a `name` was written, valid or not: a bad one is reported on its literal, and
+    // the default is then not checked too.
+    let mut named = false;
+    parse_attrs(
+        cx,
+        attrs,
+        AGGREGATE,
+        &mut [
+            (NAME, &mut |meta| {
                 let lit: LitStr = meta.value()?.parse()?;
-                if check_name(cx, &lit, true) {
-                    name.set(cx, &meta.path, lit);
+                named = true;
+                if is_category(&lit.value()) {
+                    name.set(cx, &meta.path, lit.value());
+                } else {
+                    cx.error_spanned_by(
+                        &lit,
+                        format!(
+                            "invalid name {:?}: an aggregate's stored name is its stream category: use only `a-z`, `0-9` and `_`, e.g. `name = \"bank_account\"`",
+                            lit.value()
+                        ),
+                    );
                 }
-            }
-            ID => id.set(cx, &meta.path, meta.value()?.parse()?),
-            ERROR => error.set(cx, &meta.path, meta.value()?.parse()?),
-            _ => krate.set(cx, &meta.path, meta.value()?.parse()?),
+                Ok(())
+            }),
+            (ID, &mut |meta| id.parse(cx, meta)),
+            (ERROR, &mut |meta| error.parse(cx, meta)),
+            (CRATE, &mut |meta| krate.parse(cx, meta)),
+        ],
+    );
+    let name = name.value.unwrap_or_else(|| {
+        let default = snake_case(&ident.to_string());
+        if !named && !is_category(&default) {
+            cx.error_spanned_by(
+                ident,
+                format!(
+                    "the stored name of `{ident}` would be {default:?}, but a stream category uses only `a-z`, `0-9` and `_`: give one with `#[aggregate(name = \"...\")]`"
+                ),
+            );
         }
-        Ok(())
+        default
     });
     AggregateAttrs {
-        name: name.value,
+        name,
         id: id.value,
         error: error.value,
         krate: krate.value,
@@ -212,20 +240,15 @@ pub(crate) struct ImplArgs {
 }
 
 pub(crate) fn aggregate_impl_args(cx: &Ctxt, args: TokenStream) -> ImplArgs {
-    const ATTR: &str = "aggregate_impl";
-    let mut event = Slot::new(ATTR, EVENT);
-    let mut command = Slot::new(ATTR, COMMAND);
-    let mut krate = Slot::new(ATTR, CRATE);
-    let parser = syn::meta::parser(|meta| {
-        each_key(cx, ATTR, AGGREGATE_IMPL_KEYS, &meta, &mut |key, meta| {
-            match key {
-                EVENT => event.set(cx, &meta.path, meta.value()?.parse()?),
-                COMMAND => command.set(cx, &meta.path, meta.value()?.parse()?),
-                _ => krate.set(cx, &meta.path, meta.value()?.parse()?),
-            }
-            Ok(())
-        })
-    });
+    let mut event = Slot::new(AGGREGATE_IMPL, EVENT);
+    let mut command = Slot::new(AGGREGATE_IMPL, COMMAND);
+    let mut krate = Slot::new(AGGREGATE_IMPL, CRATE);
+    let mut table: [(Symbol, Handler<'_>); 3] = [
+        (EVENT, &mut |meta| event.parse(cx, meta)),
+        (COMMAND, &mut |meta| command.parse(cx, meta)),
+        (CRATE, &mut |meta| krate.parse(cx, meta)),
+    ];
+    let parser = syn::meta::parser(|meta| dispatch(cx, AGGREGATE_IMPL, &meta, &mut table));
     if let Err(err) = syn::parse::Parser::parse2(parser, args) {
         cx.syn_error(err);
     }
@@ -259,7 +282,7 @@ pub(crate) fn snake_case(ident: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::snake_case;
+    use super::{is_category, snake_case};
 
     #[test]
     fn snake_case_splits_words_and_acronyms() {
@@ -268,5 +291,14 @@ mod tests {
         assert_eq!(snake_case("HTTPServer"), "http_server");
         assert_eq!(snake_case("Account2Fa"), "account2_fa");
         assert_eq!(snake_case("My_Thing"), "my_thing");
+    }
+
+    #[test]
+    fn categories_use_lowercase_digits_and_underscores() {
+        assert!(is_category("bank_account2"));
+        assert!(!is_category(""));
+        assert!(!is_category("Bank"));
+        assert!(!is_category("bank-account"));
+        assert!(!is_category("bücher"));
     }
 }

@@ -1,18 +1,59 @@
-//! Every attribute and key name the macros read, in one place.
+//! Every attribute and key name the macros read, in one place (after serde_derive's
+//! `internals/symbol.rs`). Which keys an attribute accepts is not listed here: each parser in
+//! `attr` dispatches on a table of (key, handler), and that table is also the list an "unknown
+//! key" message shows, so a key is either handled or reported, never guessed.
 
-pub(crate) const EVENT: &str = "event";
-pub(crate) const COMMAND: &str = "command";
-pub(crate) const AGGREGATE: &str = "aggregate";
-pub(crate) const APPLY: &str = "apply";
+use std::fmt::{self, Display};
 
-pub(crate) const NAME: &str = "name";
-pub(crate) const VERSION: &str = "version";
-pub(crate) const ID: &str = "id";
-pub(crate) const ERROR: &str = "error";
-pub(crate) const CRATE: &str = "crate";
+use syn::{Ident, Path};
 
-/// The keys each attribute accepts, for "unknown key" messages.
-pub(crate) const EVENT_KEYS: &[&str] = &[NAME, VERSION, CRATE];
-pub(crate) const COMMAND_KEYS: &[&str] = &[CRATE];
-pub(crate) const AGGREGATE_KEYS: &[&str] = &[NAME, ID, ERROR, CRATE];
-pub(crate) const AGGREGATE_IMPL_KEYS: &[&str] = &[EVENT, COMMAND, CRATE];
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Symbol(&'static str);
+
+// Attributes.
+pub(crate) const EVENT: Symbol = Symbol("event");
+pub(crate) const COMMAND: Symbol = Symbol("command");
+pub(crate) const AGGREGATE: Symbol = Symbol("aggregate");
+pub(crate) const AGGREGATE_IMPL: Symbol = Symbol("aggregate_impl");
+pub(crate) const APPLY: Symbol = Symbol("apply");
+pub(crate) const CFG: Symbol = Symbol("cfg");
+pub(crate) const CFG_ATTR: Symbol = Symbol("cfg_attr");
+pub(crate) const SERDE: Symbol = Symbol("serde");
+
+// Keys. `event` and `command` are also keys of `#[aggregate_impl(...)]`.
+pub(crate) const NAME: Symbol = Symbol("name");
+pub(crate) const VERSION: Symbol = Symbol("version");
+pub(crate) const ID: Symbol = Symbol("id");
+pub(crate) const ERROR: Symbol = Symbol("error");
+pub(crate) const CRATE: Symbol = Symbol("crate");
+pub(crate) const RENAME: Symbol = Symbol("rename");
+
+impl PartialEq<Symbol> for Ident {
+    fn eq(&self, word: &Symbol) -> bool {
+        self == word.0
+    }
+}
+
+impl PartialEq<Symbol> for &Ident {
+    fn eq(&self, word: &Symbol) -> bool {
+        *self == word.0
+    }
+}
+
+impl PartialEq<Symbol> for Path {
+    fn eq(&self, word: &Symbol) -> bool {
+        self.is_ident(word.0)
+    }
+}
+
+impl PartialEq<Symbol> for &Path {
+    fn eq(&self, word: &Symbol) -> bool {
+        self.is_ident(word.0)
+    }
+}
+
+impl Display for Symbol {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.0)
+    }
+}

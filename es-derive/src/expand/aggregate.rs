@@ -5,13 +5,13 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, Fields};
 
-use crate::attr::{self, snake_case};
+use crate::attr;
 use crate::ctxt::Ctxt;
 use crate::expand::{data_kind, krate, with_errors};
 
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
-    let attrs = attr::aggregate_attrs(&cx, &input.attrs);
+    let attrs = attr::aggregate_attrs(&cx, &input.attrs, &input.ident);
     if !matches!(&input.data, Data::Struct(s) if matches!(s.fields, Fields::Named(_) | Fields::Unit))
     {
         let (found, span) = data_kind(input);
@@ -25,25 +25,7 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     }
     let krate = krate(attrs.krate.as_ref());
     let ident = &input.ident;
-    let name = attrs.name.map_or_else(
-        || {
-            let name = snake_case(&ident.to_string());
-            let valid = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-            if !valid {
-                cx.error_at(
-                    ident.span(),
-                    format!(
-                        "the stored name of `{ident}` would be {name:?}, but a stream category uses only `a-z`, `0-9` and `_`: give one with `#[aggregate(name = \"...\")]`"
-                    ),
-                );
-            }
-            name
-        },
-        |lit| lit.value(),
-    );
+    let name = attrs.name;
     let id = attrs.id.map_or_else(
         || quote!(#krate::__private::Uuid),
         |ty| quote_spanned!(ty.span()=> #ty),

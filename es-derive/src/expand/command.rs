@@ -8,6 +8,7 @@ use syn::{Data, DeriveInput, Field, Fields, LitStr};
 use crate::attr;
 use crate::ctxt::Ctxt;
 use crate::expand::{data_kind, krate, with_errors};
+use crate::symbol::{RENAME, SERDE};
 
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
@@ -53,9 +54,9 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
 /// to `type`. Other serde keys are serde's business: skipped, never reported here.
 fn renamed_to_type(field: &Field) -> bool {
     let mut renamed = false;
-    for attr in field.attrs.iter().filter(|a| a.path().is_ident("serde")) {
+    for attr in field.attrs.iter().filter(|a| a.path() == SERDE) {
         let _ = attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("rename") {
+            if meta.path == RENAME {
                 if meta.input.peek(syn::Token![=]) {
                     let name: LitStr = meta.value()?.parse()?;
                     renamed |= name.value() == "type";

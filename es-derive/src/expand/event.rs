@@ -26,7 +26,7 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let name = attrs
         .name
         .map_or_else(|| ident.to_string(), |lit| lit.value());
-    let version = attrs.version.map_or(1, |(v, _)| v);
+    let version = attrs.version.unwrap_or(1);
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let tokens = quote_spanned! {ident.span()=>
         #[automatically_derived]
