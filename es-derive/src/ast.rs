@@ -1,18 +1,18 @@
 //! The typed model of an `#[aggregate_impl]` block: its `#[command]` and `#[apply]` methods,
 //! each keeping the user's tokens for spans. Parsing reports every malformed signature and
-//! still returns what it could read, so one mistake does not hide the next.
+//! still returns what it could read, so one mistake does not hide the next; a method that
+//! cannot be called as written is kept with `valid: false`, so its variant exists and
+//! nothing calls it.
 
-use proc_macro2::Span;
 use quote::ToTokens;
-use syn::spanned::Spanned;
 use syn::{
-    FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, ItemImpl, PathArguments, ReceiverKind,
-    ReturnType, Signature, Type, TypePath,
+    Attribute, FnArg, GenericArgument, Ident, ImplItem, ImplItemFn, ItemImpl, Path, PathArguments,
+    ReceiverKind, ReturnType, Signature, Type, TypePath,
 };
 
 use crate::ctxt::Ctxt;
 use crate::render::{render, render_sig};
-use crate::symbol::{APPLY, CFG, CFG_ATTR, COMMAND};
+use crate::symbol::{APPLY, CFG, CFG_ATTR, COMMAND, Symbol};
 
 /// The impl block, with the `#[command]` / `#[apply]` markers stripped.
 pub(crate) struct AggregateImpl {
@@ -23,9 +23,11 @@ pub(crate) struct AggregateImpl {
     pub(crate) applies: Vec<ApplyFn>,
 }
 
-/// A type named by its final identifier (`events::Opened` -> `Opened`).
+/// A type named by a plain path (`events::Opened`), the variant named after its final
+/// identifier (`Opened`).
 #[derive(Clone)]
 pub(crate) struct TypeRef {
+    /// As the user wrote it, for spans and generated code.
     pub(crate) ty: Type,
     pub(crate) ident: Ident,
 }
@@ -64,56 +66,78 @@ impl Emits {
 pub(crate) struct CommandFn {
     pub(crate) method: Ident,
     pub(crate) command: TypeRef,
-    /// `None` when the return type could not be read: the dispatch arm is then left out.
+    /// `None` when the return type could not be read.
     pub(crate) emits: Option<Emits>,
+    /// The `E` of `Result<R, E>`, when the return type could be read.
     pub(crate) error_ty: Option<Type>,
-    /// The signature is well-formed (else the method is not called).
+    /// The method can be called as written (else the dispatch arm does not call it).
     pub(crate) valid: bool,
 }
 
 pub(crate) struct ApplyFn {
     pub(crate) method: Ident,
     pub(crate) event: TypeRef,
-    /// The signature is well-formed (else the method is not called).
+    /// The method can be called as written (else the fold arm does not call it).
     pub(crate) valid: bool,
 }
 
 const COMMAND_SHAPE: &str = "`#[command]` expects `fn(&self, cmd: C) -> Result<R, E>`";
 const APPLY_SHAPE: &str = "`#[apply]` expects `fn(&mut self, event: &E)`";
 
-pub(crate) fn parse(cx: &Ctxt, mut item: ItemImpl) -> Option<AggregateImpl> {
+/// The two method markers of an `#[aggregate_impl]` block.
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Marker {
+    Command,
+    Apply,
+}
+
+impl Marker {
+    pub(crate) fn symbol(self) -> Symbol {
+        match self {
+            Self::Command => COMMAND,
+            Self::Apply => APPLY,
+        }
+    }
+
+    /// The marker an attribute names.
+    fn of(attr: &Path) -> Option<Self> {
+        [Self::Command, Self::Apply]
+            .into_iter()
+            .find(|m| attr == m.symbol())
+    }
+}
+
+/// The model of the block; `Err` with the block (markers stripped) when it is not on a type
+/// the macro can name.
+pub(crate) fn parse(cx: &Ctxt, mut item: ItemImpl) -> Result<AggregateImpl, Box<ItemImpl>> {
     if let Some((path, _)) = &item.trait_ {
         cx.error_spanned_by(
             path,
             "`#[aggregate_impl]` goes on the aggregate's inherent impl block (`impl Account { ... }`), not on a trait impl",
         );
     }
-    let self_ident = match &*item.self_ty {
-        Type::Path(TypePath {
-            qself: None, path, ..
-        }) => path.segments.last().map(|s| s.ident.clone()),
-        _ => None,
-    };
-    let Some(self_ident) = self_ident else {
-        cx.error_spanned_by(
-            &item.self_ty,
-            "`#[aggregate_impl]` expects `impl Aggregate { ... }` on a struct that derives `Aggregate`",
-        );
-        return None;
-    };
-
     let mut commands = Vec::new();
     let mut applies = Vec::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(f) = impl_item else { continue };
-        let marker = take_markers(cx, f);
-        match marker {
+        match take_marker(cx, f) {
             Some(Marker::Command) => commands.extend(parse_command(cx, f)),
             Some(Marker::Apply) => applies.extend(parse_apply(cx, f)),
             None => {}
         }
     }
-    Some(AggregateImpl {
+    let Some(self_path) = plain_path(&item.self_ty, true) else {
+        cx.error_spanned_by(
+            &item.self_ty,
+            "`#[aggregate_impl]` expects `impl Aggregate { ... }` on a struct that derives `Aggregate`",
+        );
+        return Err(Box::new(item));
+    };
+    let Some(last) = self_path.segments.last() else {
+        return Err(Box::new(item));
+    };
+    let self_ident = last.ident.clone();
+    Ok(AggregateImpl {
         item,
         self_ident,
         commands,
@@ -121,31 +145,18 @@ pub(crate) fn parse(cx: &Ctxt, mut item: ItemImpl) -> Option<AggregateImpl> {
     })
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Marker {
-    Command,
-    Apply,
-}
-
-/// Removes `#[command]` / `#[apply]` from the method (they are not real attributes) and says
-/// which one it had.
-fn take_markers(cx: &Ctxt, f: &mut ImplItemFn) -> Option<Marker> {
-    let mut found: Option<(Marker, Span)> = None;
-    let mut kept = Vec::with_capacity(f.attrs.len());
+/// Removes `#[command]` / `#[apply]` from the method (they are markers, not attributes rustc
+/// knows) and says which one it had. A marked method under a `#[cfg]` is reported here: the
+/// enums list every marked method, so it cannot come and go.
+fn take_marker(cx: &Ctxt, f: &mut ImplItemFn) -> Option<Marker> {
+    let mut found: Option<Marker> = None;
+    let mut kept: Vec<Attribute> = Vec::with_capacity(f.attrs.len());
     for attr in std::mem::take(&mut f.attrs) {
-        let marker = if attr.path() == COMMAND {
-            Marker::Command
-        } else if attr.path() == APPLY {
-            Marker::Apply
-        } else {
+        let Some(marker) = Marker::of(attr.path()) else {
             kept.push(attr);
             continue;
         };
-        let name = if marker == Marker::Command {
-            COMMAND
-        } else {
-            APPLY
-        };
+        let name = marker.symbol();
         if !matches!(attr.meta, syn::Meta::Path(_)) {
             cx.error_spanned_by(
                 &attr,
@@ -153,7 +164,7 @@ fn take_markers(cx: &Ctxt, f: &mut ImplItemFn) -> Option<Marker> {
             );
         }
         match found {
-            Some((first, _)) if first == marker => cx.error_spanned_by(
+            Some(first) if first == marker => cx.error_spanned_by(
                 &attr,
                 format!("duplicate `#[{name}]` on `{}`: give it once", f.sig.ident),
             ),
@@ -164,47 +175,51 @@ fn take_markers(cx: &Ctxt, f: &mut ImplItemFn) -> Option<Marker> {
                     f.sig.ident
                 ),
             ),
-            None => found = Some((marker, attr.span())),
-        }
-    }
-    if let Some((marker, _)) = found {
-        let name = if marker == Marker::Command {
-            COMMAND
-        } else {
-            APPLY
-        };
-        for attr in kept
-            .iter()
-            .filter(|a| a.path() == CFG || a.path() == CFG_ATTR)
-        {
-            cx.error_spanned_by(
-                attr,
-                format!(
-                    "`#[{name}]` methods cannot be conditional: the event and command enums list every one; put the `#[cfg]` on the whole impl block, or on the aggregate's module"
-                ),
-            );
+            None => found = Some(marker),
         }
     }
     f.attrs = kept;
-    found.map(|(m, _)| m)
+    let marker = found?;
+    for attr in f
+        .attrs
+        .iter()
+        .filter(|a| a.path() == CFG || a.path() == CFG_ATTR)
+    {
+        cx.error_spanned_by(
+            attr,
+            format!(
+                "`#[{}]` methods cannot be conditional: the event and command enums list every one; put the `#[cfg]` on the whole impl block, or on the aggregate's module",
+                marker.symbol()
+            ),
+        );
+    }
+    Some(marker)
 }
 
-/// The type's final identifier, when it is a plain path without generic arguments.
-fn plain_type(ty: &Type) -> Option<TypeRef> {
+/// The path of a type written as a plain path (`a::B`, no `<T as Trait>::` qualifier);
+/// `generics`: whether the last segment may carry generic arguments.
+fn plain_path(ty: &Type, generics: bool) -> Option<&Path> {
     match ty {
         Type::Path(TypePath {
             qself: None, path, ..
         }) => {
             let last = path.segments.last()?;
-            matches!(last.arguments, PathArguments::None).then(|| TypeRef {
-                ty: ty.clone(),
-                ident: last.ident.clone(),
-            })
+            (generics || matches!(last.arguments, PathArguments::None)).then_some(path)
         }
-        Type::Paren(p) => plain_type(&p.elem),
-        Type::Group(g) => plain_type(&g.elem),
+        Type::Paren(p) => plain_path(&p.elem, generics),
+        Type::Group(g) => plain_path(&g.elem, generics),
         _ => None,
     }
+}
+
+/// A type named by a plain path without generic arguments: the only kind that can name an
+/// enum variant.
+fn type_ref(ty: &Type) -> Option<TypeRef> {
+    let path = plain_path(ty, false)?;
+    Some(TypeRef {
+        ty: ty.clone(),
+        ident: path.segments.last()?.ident.clone(),
+    })
 }
 
 fn typed_args(sig: &Signature) -> Vec<&syn::PatType> {
@@ -231,7 +246,7 @@ fn has_ref_receiver(sig: &Signature, mutable: bool) -> bool {
 fn parse_command(cx: &Ctxt, f: &ImplItemFn) -> Option<CommandFn> {
     let sig = &f.sig;
     let args = typed_args(sig);
-    let command = args.first().and_then(|a| plain_type(&a.ty));
+    let command = args.first().and_then(|a| type_ref(&a.ty));
 
     let hint = if sig.asyncness.is_some() {
         Some("a command is decided synchronously; remove `async`".to_owned())
@@ -287,7 +302,7 @@ fn parse_command(cx: &Ctxt, f: &ImplItemFn) -> Option<CommandFn> {
     // Without a command type there is no variant to generate.
     let command = command.or_else(|| {
         args.first().and_then(|a| match &*a.ty {
-            Type::Reference(r) => plain_type(&r.elem),
+            Type::Reference(r) => type_ref(&r.elem),
             _ => None,
         })
     })?;
@@ -357,12 +372,12 @@ fn parse_emits(cx: &Ctxt, ty: &Type, nested: bool) -> Option<Emits> {
                 return unsupported(cx, ty);
             };
             match &last.arguments {
-                PathArguments::None => plain_type(ty).map(Emits::One),
+                PathArguments::None => type_ref(ty).map(Emits::One),
                 PathArguments::AngleBracketed(args)
                     if (last.ident == "Option" || last.ident == "Vec") && args.args.len() == 1 =>
                 {
                     let inner = match args.args.first() {
-                        Some(GenericArgument::Type(inner)) => plain_type(inner),
+                        Some(GenericArgument::Type(inner)) => type_ref(inner),
                         _ => None,
                     };
                     match inner {
@@ -383,7 +398,7 @@ fn parse_apply(cx: &Ctxt, f: &ImplItemFn) -> Option<ApplyFn> {
     let args = typed_args(sig);
     let event_ty = args.first().map(|a| &*a.ty);
     let by_ref = match event_ty {
-        Some(Type::Reference(r)) if r.mutability.is_none() => plain_type(&r.elem),
+        Some(Type::Reference(r)) if r.mutability.is_none() => type_ref(&r.elem),
         _ => None,
     };
     let returns_unit = match &sig.output {
@@ -401,7 +416,7 @@ fn parse_apply(cx: &Ctxt, f: &ImplItemFn) -> Option<ApplyFn> {
     } else if args.len() != 1 {
         Some("take exactly one argument, the event".to_owned())
     } else if by_ref.is_none() {
-        match event_ty.and_then(plain_type) {
+        match event_ty.and_then(type_ref) {
             Some(t) => Some(format!(
                 "take the event by reference: `event: &{}`",
                 render(&t.ty)
@@ -422,7 +437,7 @@ fn parse_apply(cx: &Ctxt, f: &ImplItemFn) -> Option<ApplyFn> {
             format!("{APPLY_SHAPE}; found `{}`: {hint}", render_sig(sig)),
         );
     }
-    let event = by_ref.or_else(|| event_ty.and_then(plain_type))?;
+    let event = by_ref.or_else(|| event_ty.and_then(type_ref))?;
     Some(ApplyFn {
         method: sig.ident.clone(),
         event,

@@ -1,10 +1,11 @@
 //! Rules that span several items of one `#[aggregate_impl]`: no event type applied twice, no
 //! command type handled twice, no two types sharing a final identifier (the enums name their
-//! variants after it), and every event a command emits has an `#[apply]`. Each failure points
-//! at the user's token and says what to write. The stored-name rule needs the `Event` impls,
-//! so it is a const assertion in the expansion (see `expand::aggregate_impl`).
-
-use std::collections::HashMap;
+//! variants after it), no type named like a generated enum, and every event a command emits
+//! has an `#[apply]`. Each failure points at the user's token and says what to write. What
+//! is reported is also taken out of the model (a duplicate's variant, a command's call), so
+//! the expansion holds nothing that would fail again in generated code. The stored-name rule
+//! needs the `Event` impls, so it is a const assertion in the expansion
+//! (`expand::aggregate_impl`).
 
 use syn::Ident;
 
@@ -40,37 +41,50 @@ pub(crate) fn check(
             }
         }
     }
-    check_unique(
+
+    let keep = unique(
         cx,
-        model.applies.iter().map(|a| (&a.event, &a.method)),
-        "event",
-        "applied",
-        "`#[apply]`",
-        event_enum,
+        model
+            .applies
+            .iter()
+            .map(|a| (&a.event, &a.method))
+            .collect(),
+        &Kind {
+            kind: "event",
+            verb: "applied",
+            marker: "`#[apply]`",
+            generated: event_enum,
+        },
     );
-    check_unique(
+    retain_by_index(&mut model.applies, &keep);
+    let keep = unique(
         cx,
-        model.commands.iter().map(|c| (&c.command, &c.method)),
-        "command",
-        "handled",
-        "`#[command]`",
-        command_enum,
+        model
+            .commands
+            .iter()
+            .map(|c| (&c.command, &c.method))
+            .collect(),
+        &Kind {
+            kind: "command",
+            verb: "handled",
+            marker: "`#[command]`",
+            generated: command_enum,
+        },
     );
-    let applied: HashMap<String, &TypeRef> = model
-        .applies
-        .iter()
-        .map(|a| (a.event.ident.to_string(), &a.event))
-        .collect();
+    retain_by_index(&mut model.commands, &keep);
+
     for command in &mut model.commands {
         let Some(emits) = &command.emits else {
             continue;
         };
-        let mut all_applied = true;
         for ty in emits.types() {
-            if ty.ident == *event_enum || applied.contains_key(&ty.ident.to_string()) {
+            // By final identifier: the enum has one variant per identifier. A path to another
+            // type with that identifier is rustc's to find (no `From` for it), on the user's
+            // type; a re-export would make it the same type, which syntax cannot tell.
+            if ty.ident == *event_enum || model.applies.iter().any(|a| a.event.ident == ty.ident) {
                 continue;
             }
-            all_applied = false;
+            command.valid = false;
             cx.error_spanned_by(
                 &ty.ty,
                 format!(
@@ -82,24 +96,31 @@ pub(crate) fn check(
                 ),
             );
         }
-        if !all_applied {
-            command.valid = false;
-        }
     }
     generate
 }
 
-fn check_unique<'a>(
-    cx: &Ctxt,
-    items: impl Iterator<Item = (&'a TypeRef, &'a Ident)>,
-    kind: &str,
-    verb: &str,
-    marker: &str,
-    generated: &Ident,
-) {
-    let mut seen: HashMap<String, (&TypeRef, &Ident)> = HashMap::new();
-    for (ty, method) in items {
-        match seen.get(&ty.ident.to_string()) {
+/// How one kind of marked method is named in messages.
+struct Kind<'a> {
+    kind: &'static str,
+    verb: &'static str,
+    marker: &'static str,
+    generated: &'a Ident,
+}
+
+/// Reports every type after the first with a given final identifier; returns, per item,
+/// whether it is kept (the first of its identifier).
+fn unique(cx: &Ctxt, items: Vec<(&TypeRef, &Ident)>, kind: &Kind<'_>) -> Vec<bool> {
+    let Kind {
+        kind,
+        verb,
+        marker,
+        generated,
+    } = kind;
+    let mut keep = Vec::with_capacity(items.len());
+    for (i, (ty, method)) in items.iter().enumerate() {
+        let first = items[..i].iter().find(|(seen, _)| seen.ident == ty.ident);
+        match first {
             Some((first, first_method)) if first.same_type(ty) => cx.error_spanned_by(
                 &ty.ty,
                 format!(
@@ -116,9 +137,14 @@ fn check_unique<'a>(
                     render(&ty.ty)
                 ),
             ),
-            None => {
-                seen.insert(ty.ident.to_string(), (ty, method));
-            }
+            None => {}
         }
+        keep.push(first.is_none());
     }
+    keep
+}
+
+fn retain_by_index<T>(items: &mut Vec<T>, keep: &[bool]) {
+    let mut flags = keep.iter();
+    items.retain(|_| flags.next().copied().unwrap_or(true));
 }

@@ -3,8 +3,9 @@
 //!
 //! This file holds only the entry points. The work is staged: `attr` parses attributes,
 //! `ast` builds a typed model of an `#[aggregate_impl]` block, `check` enforces the rules
-//! that span several items, `expand` only emits. Errors are collected (`ctxt`), so a user
-//! sees every mistake in one build, and each points at the user's own token.
+//! that span several items, `expand` runs the stages and emits. Errors are collected
+//! (`ctxt`), so a user sees every mistake in one build, and each points at the user's own
+//! token.
 
 mod ast;
 mod attr;
@@ -15,8 +16,7 @@ mod render;
 mod symbol;
 
 use proc_macro::TokenStream;
-use quote::{ToTokens, format_ident};
-use syn::{DeriveInput, ItemImpl, parse_macro_input};
+use syn::{DeriveInput, parse_macro_input};
 
 /// Implements `es_core::Event`. `#[event(name = "StoredName", version = 2)]`, both optional
 /// (default: the type name, version 1).
@@ -44,41 +44,5 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// (`#[aggregate_impl(event = Name, command = Name)]` renames them).
 #[proc_macro_attribute]
 pub fn aggregate_impl(args: TokenStream, input: TokenStream) -> TokenStream {
-    let cx = ctxt::Ctxt::new();
-    let args = attr::aggregate_impl_args(&cx, args.into());
-    let item = match syn::parse::<ItemImpl>(input.clone()) {
-        Ok(item) => item,
-        Err(err) => {
-            // Re-emit the user's item as written, plus the error.
-            let _ = cx.check();
-            let mut out = proc_macro2::TokenStream::from(input);
-            out.extend(
-                syn::Error::new(
-                    err.span(),
-                    "`#[aggregate_impl]` goes on the aggregate's inherent impl block: `impl Account { ... }`",
-                )
-                .to_compile_error(),
-            );
-            return out.into();
-        }
-    };
-    let Some(mut model) = ast::parse(&cx, item.clone()) else {
-        return expand::with_errors(cx, item.into_token_stream()).into();
-    };
-    let event_enum = args
-        .event
-        .unwrap_or_else(|| format_ident!("{}Event", model.self_ident));
-    let command_enum = args
-        .command
-        .unwrap_or_else(|| format_ident!("{}Command", model.self_ident));
-    if !check::check(&cx, &mut model, &event_enum, &command_enum) {
-        return expand::with_errors(cx, model.item.into_token_stream()).into();
-    }
-    let krate = expand::krate(args.krate.as_ref());
-    let names = expand::aggregate_impl::Names {
-        krate: &krate,
-        event_enum: &event_enum,
-        command_enum: &command_enum,
-    };
-    expand::with_errors(cx, expand::aggregate_impl::expand(&model, &names)).into()
+    expand::aggregate_impl::attribute(args.into(), input.into()).into()
 }

@@ -11,20 +11,19 @@ use crate::expand::{data_kind, krate, with_errors};
 
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
-    let attrs = attr::aggregate_attrs(&cx, &input.attrs, &input.ident);
+    let ident = &input.ident;
+    let attrs = attr::aggregate_attrs(&cx, &input.attrs, ident);
     if !matches!(&input.data, Data::Struct(s) if matches!(s.fields, Fields::Named(_) | Fields::Unit))
     {
         let (found, span) = data_kind(input);
         cx.error_at(
             span,
             format!(
-                "`#[derive(Aggregate)]` expects a struct with named fields or a unit struct (`struct {} {{ .. }}`): the aggregate's state; found {found}",
-                input.ident
+                "`#[derive(Aggregate)]` expects a struct with named fields or a unit struct (`struct {ident} {{ .. }}`): the aggregate's state; found {found}"
             ),
         );
     }
     let krate = krate(attrs.krate.as_ref());
-    let ident = &input.ident;
     let name = attrs.name;
     let id = attrs.id.map_or_else(
         || quote!(#krate::__private::Uuid),
@@ -42,12 +41,14 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let error = quote_spanned!(error.span()=> #error);
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let tokens = quote_spanned! {ident.span()=>
-        #[automatically_derived]
-        impl #impl_generics #krate::AggregateRoot for #ident #ty_generics #where_clause {
-            const NAME: &'static str = #name;
-            type Id = #id;
-            type Error = #error;
-        }
+        const _: () = {
+            #[automatically_derived]
+            impl #impl_generics #krate::AggregateRoot for #ident #ty_generics #where_clause {
+                const NAME: &'static str = #name;
+                type Id = #id;
+                type Error = #error;
+            }
+        };
     };
     with_errors(cx, tokens)
 }

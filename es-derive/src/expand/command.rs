@@ -42,10 +42,12 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let name = ident.to_string();
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let tokens = quote_spanned! {ident.span()=>
-        #[automatically_derived]
-        impl #impl_generics #krate::Command for #ident #ty_generics #where_clause {
-            const NAME: &'static str = #name;
-        }
+        const _: () = {
+            #[automatically_derived]
+            impl #impl_generics #krate::Command for #ident #ty_generics #where_clause {
+                const NAME: &'static str = #name;
+            }
+        };
     };
     with_errors(cx, tokens)
 }

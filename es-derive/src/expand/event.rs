@@ -29,11 +29,13 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let version = attrs.version.unwrap_or(1);
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let tokens = quote_spanned! {ident.span()=>
-        #[automatically_derived]
-        impl #impl_generics #krate::Event for #ident #ty_generics #where_clause {
-            const NAME: &'static str = #name;
-            const VERSION: u16 = #version;
-        }
+        const _: () = {
+            #[automatically_derived]
+            impl #impl_generics #krate::Event for #ident #ty_generics #where_clause {
+                const NAME: &'static str = #name;
+                const VERSION: u16 = #version;
+            }
+        };
     };
     with_errors(cx, tokens)
 }

@@ -1,9 +1,12 @@
-//! Code generation only: every rule was checked before these run. Generated code names
-//! everything by absolute path (`::es_core::...`, `::core::...`), prefixes its locals with
-//! `__`, and puts the trait impls in `const _: () = { ... };`.
+//! Code generation: each entry point runs its stages (`attr`, `ast`, `check`) and emits.
+//! Every rule was checked before tokens are written. Generated code names everything by
+//! absolute path (`::es_core::...`, `::core::...`), prefixes its locals with `__`, marks its
+//! impls `#[automatically_derived]`, and puts them in `const _: () = { ... };`; only the items
+//! a user names (the event and command enums) sit beside the user's code.
 
 pub(crate) mod aggregate;
 pub(crate) mod aggregate_impl;
+pub(crate) mod aggregate_trait;
 pub(crate) mod command;
 pub(crate) mod event;
 
