@@ -80,6 +80,7 @@ mod envelope;
 mod memory;
 mod model;
 mod position;
+pub mod projection;
 mod repository;
 pub mod store;
 
@@ -91,6 +92,10 @@ pub use envelope::{Envelope, Metadata, StreamId};
 pub use memory::InMemoryStore;
 pub use model::{Aggregate, AggregateRoot, Command, CommandSet, Event, EventSet};
 pub use position::{ParsePositionError, Position};
+pub use projection::{
+    Projection, ProjectionHandle, ProjectionState, ProjectionStatus, Projector, SkipError,
+    WaitError,
+};
 pub use repository::{Error, Executed, Loaded, Repository};
 pub use store::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
 
@@ -112,8 +117,8 @@ pub use es_derive::aggregate_impl;
 pub mod prelude {
     pub use crate::{
         Aggregate, AggregateRoot, Command, CommandSet, Envelope, Event, EventSet, EventStore,
-        ExpectedVersion, InMemoryStore, Loaded, Metadata, Position, Repository, StreamId,
-        aggregate_impl,
+        ExpectedVersion, InMemoryStore, Loaded, Metadata, Position, Projection, Projector,
+        Repository, StreamId, aggregate_impl,
     };
 }
 

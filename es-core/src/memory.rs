@@ -2,7 +2,7 @@
 //! PostgreSQL store has (the conformance suite runs against both).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::{Stream, StreamExt, stream};
@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::envelope::StreamId;
 use crate::position::Position;
+use crate::projection::Checkpoints;
 use crate::store::{
     Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, check_storable,
     replayed_append,
@@ -54,6 +55,8 @@ pub struct InMemoryStore {
 #[derive(Default)]
 struct Inner {
     state: RwLock<State>,
+    /// Listeners' checkpoints, by name.
+    checkpoints: Mutex<HashMap<String, Position>>,
     /// The log's length, published after every append: subscribers wait on it.
     head: watch::Sender<usize>,
 }
@@ -324,5 +327,29 @@ impl EventStore for InMemoryStore {
             .streams
             .get(stream)
             .map_or(0, |v| to_u64(v.len())))
+    }
+}
+
+impl Checkpoints for InMemoryStore {
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        let checkpoints = self
+            .inner
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(checkpoints.get(name).copied())
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        self.inner
+            .checkpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), position);
+        Ok(())
+    }
+
+    async fn head(&self) -> Result<Option<Position>, StoreError> {
+        Ok(self.inner.read().log.last().map(|e| e.position))
     }
 }

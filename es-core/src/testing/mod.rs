@@ -4,6 +4,7 @@
 
 pub mod conformance;
 mod instrumented;
+pub mod projections;
 
 pub use instrumented::Instrumented;
 

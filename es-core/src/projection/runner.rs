@@ -1,0 +1,560 @@
+//! [`Projector`]: runs one listener on a store. It catches up from the listener's checkpoint
+//! (or the start, or the end of the log for a reactor's first run) in batches, then follows
+//! the log live through `subscribe`.
+//!
+//! A batch of records is handled in one unit of work of the store: for a read model kept in
+//! the store, one transaction holding its writes and its checkpoint, so after a crash
+//! anywhere no effect is doubled or lost. When a handler fails, the unit is rolled back, the
+//! records before the failing one are committed on their own, and the failing record is
+//! retried alone with capped exponential backoff until it succeeds, is skipped, or the
+//! listener is stopped.
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant};
+
+use futures::{FutureExt, Stream, StreamExt};
+use tokio::sync::{mpsc, watch};
+
+use super::handle::{Control, ProjectionHandle, ProjectionState, ProjectionStatus, SkipError};
+use super::{ContextStore, HandlerError, Kind, Projection};
+use crate::position::Position;
+use crate::store::{RecordedEvent, StoreError};
+
+/// How many records one unit of work handles at most.
+const BATCH: usize = 500;
+
+/// The first wait before retrying a failing record, doubled up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// The longest wait between retries of a failing record.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Where a listener without a checkpoint starts.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    /// A read model from the start, a reactor at the end of the log.
+    Default,
+    /// From the start of the log.
+    Beginning,
+    /// After this position.
+    After(Position),
+}
+
+/// Runs a listener (a read model or a reactor) on a store: `Projector::new(store,
+/// listener).spawn()`.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use es_core::prelude::*;
+/// use es_core::projection::{HandleFuture, HandlerError, Kind};
+/// use es_core::{RecordedEvent, Projection};
+///
+/// #[derive(Default)]
+/// struct Count { events: u64 }
+///
+/// impl Projection for Count {
+///     const NAME: &'static str = "count";
+///     const VERSION: u32 = 1;
+///     const KIND: Kind = Kind::ReadModel;
+///     const EVENT_TYPES: &'static [&'static str] = &["Noted"];
+///     type Context = ();
+///     fn handle<'a>(&'a mut self, _: &'a RecordedEvent, _: &'a mut ()) -> HandleFuture<'a> {
+///         self.events += 1;
+///         Box::pin(async { Ok::<(), HandlerError>(()) })
+///     }
+/// }
+///
+/// let store = InMemoryStore::new();
+/// let count = Projector::new(store.clone(), Count::default()).spawn();
+/// let event = es_core::NewEvent {
+///     event_id: uuid::Uuid::now_v7(),
+///     event_type: "Noted".into(),
+///     schema_version: 1,
+///     payload: serde_json::json!({}),
+///     metadata: Metadata::default(),
+/// };
+/// let done = store.append(&StreamId::new("note", "1"), ExpectedVersion::Any, vec![event]).await.unwrap();
+/// count.wait_for(done.positions[0], Duration::from_secs(5)).await.unwrap();
+/// assert_eq!(count.read(|c| c.events), 1);
+/// count.stop().await;
+/// # });
+/// ```
+#[must_use = "a projector does nothing until `spawn`"]
+pub struct Projector<S, P> {
+    store: S,
+    listener: P,
+    start: Start,
+}
+
+impl<S, P> std::fmt::Debug for Projector<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Projector")
+            .field("start", &self.start)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, P: Projection> Projector<S, P> {
+    /// A projector for `listener` on `store`.
+    pub fn new(store: S, listener: P) -> Self {
+        Self {
+            store,
+            listener,
+            start: Start::Default,
+        }
+    }
+
+    /// On its first run (no checkpoint yet), start from the beginning of the log (a
+    /// reactor's default is the end).
+    pub fn from_start(mut self) -> Self {
+        self.start = Start::Beginning;
+        self
+    }
+
+    /// On its first run (no checkpoint yet), start after `position`.
+    pub fn after(mut self, position: Position) -> Self {
+        self.start = Start::After(position);
+        self
+    }
+}
+
+impl<S, P> Projector<S, P>
+where
+    P: Projection,
+    S: ContextStore<P::Context>,
+{
+    /// Starts the listener on the current Tokio runtime and returns its handle.
+    pub fn spawn(self) -> ProjectionHandle<P> {
+        let (status_tx, status) = watch::channel(ProjectionStatus::new(P::NAME));
+        let (control, control_rx) = mpsc::unbounded_channel();
+        // A read model without a durable context lives in memory, readable by handles; a
+        // durable one is owned by the runner (its handlers are async and hold it).
+        let (model, state) = if S::DURABLE {
+            (Model::Owned(self.listener), None)
+        } else {
+            let shared = Arc::new(RwLock::new(self.listener));
+            (Model::Shared(Arc::clone(&shared)), Some(shared))
+        };
+        let runner = Runner {
+            store: self.store,
+            model,
+            start: self.start,
+            position: None,
+            status: status_tx,
+            control: control_rx,
+            rate: Rate::new(),
+        };
+        tokio::spawn(runner.run());
+        ProjectionHandle {
+            name: P::NAME,
+            state,
+            status,
+            control,
+        }
+    }
+}
+
+enum Model<P> {
+    Shared(Arc<RwLock<P>>),
+    Owned(P),
+}
+
+/// What to do after waiting on a failure or a control message.
+enum Flow {
+    Go,
+    Stop,
+}
+
+/// Records per second, over windows of about a second.
+struct Rate {
+    since: Instant,
+    count: u64,
+    rate: f64,
+}
+
+impl Rate {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            count: 0,
+            rate: 0.0,
+        }
+    }
+
+    fn add(&mut self, n: u64) -> f64 {
+        self.count += n;
+        let elapsed = self.since.elapsed();
+        if elapsed >= Duration::from_secs(1) {
+            let rate = self.count as f64 / elapsed.as_secs_f64();
+            self.rate = rate;
+            self.count = 0;
+            self.since = Instant::now();
+        }
+        self.rate
+    }
+}
+
+struct Runner<S, P: Projection> {
+    store: S,
+    model: Model<P>,
+    start: Start,
+    /// The last position processed (committed, for a durable listener).
+    position: Option<Position>,
+    status: watch::Sender<ProjectionStatus>,
+    control: mpsc::UnboundedReceiver<Control>,
+    rate: Rate,
+}
+
+type Records = std::pin::Pin<Box<dyn Stream<Item = Result<RecordedEvent, StoreError>> + Send>>;
+
+impl<S, P> Runner<S, P>
+where
+    P: Projection,
+    S: ContextStore<P::Context>,
+{
+    /// Whether the listener resumes from a stored checkpoint.
+    fn keeps_checkpoint() -> bool {
+        S::DURABLE || P::KIND == Kind::Reactor
+    }
+
+    async fn run(mut self) {
+        let stop = loop {
+            match self.starting_position().await {
+                Ok(position) => {
+                    self.position = position;
+                    break None;
+                }
+                Err(e) => {
+                    tracing::error!(projection = P::NAME, error = %e, "cannot read the checkpoint");
+                    if let Flow::Stop = self.pause(FIRST_BACKOFF * 20, None).await {
+                        break Some(());
+                    }
+                }
+            }
+        };
+        if stop.is_none() {
+            self.publish(0);
+            self.follow().await;
+        }
+        self.status
+            .send_modify(|s| s.state = ProjectionState::Stopped);
+    }
+
+    /// The checkpoint, or where a first run starts (and then records it, so a restart
+    /// resumes there rather than at a later end of the log).
+    async fn starting_position(&self) -> Result<Option<Position>, StoreError> {
+        if Self::keeps_checkpoint()
+            && let Some(position) = self.store.load_checkpoint(P::NAME).await?
+        {
+            return Ok(Some(position));
+        }
+        let start = match self.start {
+            Start::Beginning => None,
+            Start::After(position) => Some(position),
+            Start::Default if P::KIND == Kind::Reactor => self.store.head().await?,
+            Start::Default => None,
+        };
+        if Self::keeps_checkpoint()
+            && let Some(position) = start
+        {
+            self.store.save_checkpoint(P::NAME, position).await?;
+        }
+        Ok(start)
+    }
+
+    /// Follows the log until stopped.
+    async fn follow(&mut self) {
+        let mut records: Records = Box::pin(self.store.subscribe(self.position));
+        loop {
+            let item = tokio::select! {
+                biased;
+                message = self.control.recv() => match message {
+                    None => return,
+                    Some(Control::Stop(reply)) => {
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Some(Control::Skip(position, reply)) => {
+                        let state = self.status.borrow().state.clone();
+                        let _ = reply.send(Err(SkipError::NotFailingThere { name: P::NAME, position, state }));
+                        continue;
+                    }
+                },
+                item = records.next() => item,
+            };
+            let Some(item) = item else {
+                // A subscription never ends on its own; if it does, follow it again.
+                records = Box::pin(self.store.subscribe(self.position));
+                continue;
+            };
+            // What is ready now joins the batch (bounded), so catching up is batched.
+            let mut batch = Vec::with_capacity(16);
+            let mut failed_read = None;
+            match item {
+                Ok(record) => batch.push(record),
+                Err(e) => failed_read = Some(e),
+            }
+            while failed_read.is_none() && batch.len() < BATCH {
+                match records.next().now_or_never() {
+                    Some(Some(Ok(record))) => batch.push(record),
+                    Some(Some(Err(e))) => failed_read = Some(e),
+                    Some(None) | None => break,
+                }
+            }
+            if let Flow::Stop = self.process(&batch).await {
+                return;
+            }
+            if let Some(error) = failed_read {
+                if let Flow::Stop = self.failed_read(error).await {
+                    return;
+                }
+                // Read again from where we are: a corrupt record skipped moved us past it.
+                records = Box::pin(self.store.subscribe(self.position));
+            }
+        }
+    }
+
+    /// A record that could not be read: a corrupt one stops the listener there, as a
+    /// failing handler does (until repaired, then retried, or skipped); a backend failure is
+    /// logged and the log read again after a pause.
+    async fn failed_read(&mut self, error: StoreError) -> Flow {
+        match error {
+            StoreError::Corrupt {
+                position: Some(position),
+                ref stream,
+                version,
+                ..
+            } => {
+                let message = error.to_string();
+                tracing::error!(projection = P::NAME, %position, %stream, version, error = %message, "a record does not read");
+                self.status.send_modify(|s| {
+                    s.state = ProjectionState::Failed {
+                        position,
+                        error: message.clone(),
+                    };
+                });
+                // Each retry reads it again: wait, then let the caller resubscribe; stop
+                // waiting when it is skipped.
+                match self.pause(FIRST_BACKOFF * 20, Some(position)).await {
+                    Flow::Stop => Flow::Stop,
+                    Flow::Go if self.status.borrow().skipped.last() == Some(&position) => {
+                        self.step_over(position).await
+                    }
+                    Flow::Go => Flow::Go,
+                }
+            }
+            other => {
+                tracing::warn!(projection = P::NAME, error = %other, "reading the log failed; reading again");
+                self.pause(FIRST_BACKOFF * 20, None).await
+            }
+        }
+    }
+
+    /// Handles a batch: in one unit when it goes through; otherwise the records before the
+    /// failing one, then the failing one alone until it succeeds or is skipped.
+    async fn process(&mut self, batch: &[RecordedEvent]) -> Flow {
+        let mut start = 0;
+        while start < batch.len() {
+            let mut end = batch.len();
+            loop {
+                match self.attempt(&batch[start..end]).await {
+                    Ok(handled) => {
+                        self.publish(handled);
+                        start = end;
+                        break;
+                    }
+                    // A durable unit was rolled back: commit what came before on its own.
+                    Err((i, _)) if i > 0 && S::DURABLE => end = start + i,
+                    // In memory what came before stays applied.
+                    Err((i, error)) => {
+                        let failing = &batch[start + i];
+                        if i > 0 {
+                            self.position = Some(batch[start + i - 1].position);
+                            self.publish(0);
+                        }
+                        if let Flow::Stop = self.retry(failing, error).await {
+                            return Flow::Stop;
+                        }
+                        start += i + 1;
+                        break;
+                    }
+                }
+            }
+        }
+        Flow::Go
+    }
+
+    /// One unit of work over `records`: every record its handler takes, then the checkpoint
+    /// at the last one. On failure: the index of the failing record, and why.
+    async fn attempt(&mut self, records: &[RecordedEvent]) -> Result<u64, (usize, HandlerError)> {
+        let Some(last) = records.last() else {
+            return Ok(0);
+        };
+        let store_failed = |e: StoreError| (0, HandlerError::Store(e.to_string()));
+        let mut unit = self.store.begin(P::NAME).await.map_err(store_failed)?;
+        // Another runner (a process that held the lock before us) may have moved on.
+        let committed = if S::DURABLE {
+            S::checkpoint_in(&mut unit, P::NAME)
+                .await
+                .map_err(store_failed)?
+        } else {
+            None
+        };
+        let mut handled = 0;
+        for (i, record) in records.iter().enumerate() {
+            if committed.is_some_and(|c| record.position <= c) {
+                continue;
+            }
+            if !P::EVENT_TYPES.contains(&record.event_type.as_str()) {
+                continue;
+            }
+            let cx = S::context(&mut unit);
+            let result = match &mut self.model {
+                Model::Owned(listener) => listener.handle(record, cx).await,
+                Model::Shared(shared) => {
+                    let mut listener = shared.write().unwrap_or_else(PoisonError::into_inner);
+                    listener.handle(record, cx).now_or_never().unwrap_or_else(|| {
+                        Err(HandlerError::Handler(
+                            "a listener whose handlers take no context must handle records synchronously"
+                                .to_owned(),
+                        ))
+                    })
+                }
+            };
+            if let Err(e) = result {
+                return Err((i, e));
+            }
+            handled += 1;
+        }
+        let position = committed.map_or(last.position, |c| c.max(last.position));
+        S::commit(unit, P::NAME, position)
+            .await
+            .map_err(|e| (0, HandlerError::Store(e.to_string())))?;
+        if !S::DURABLE && P::KIND == Kind::Reactor {
+            // A reactor's effects are its commands; its checkpoint only saves replaying
+            // them (they are idempotent), so a failure to save it is logged, not fatal.
+            if let Err(e) = self.store.save_checkpoint(P::NAME, position).await {
+                tracing::warn!(projection = P::NAME, error = %e, "cannot save the checkpoint");
+            }
+        }
+        self.position = Some(position);
+        Ok(handled)
+    }
+
+    /// Retries one failing record with capped exponential backoff until it goes through, is
+    /// skipped, or the listener is stopped.
+    async fn retry(&mut self, record: &RecordedEvent, error: HandlerError) -> Flow {
+        let position = record.position;
+        let mut error = error;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let message = error.to_string();
+            tracing::error!(
+                projection = P::NAME,
+                %position,
+                stream = %record.stream,
+                version = record.version,
+                error = %message,
+                "a handler failed; retrying"
+            );
+            self.status.send_modify(|s| {
+                s.state = ProjectionState::Failed {
+                    position,
+                    error: message.clone(),
+                };
+            });
+            if let Flow::Stop = self.pause(backoff, Some(position)).await {
+                return Flow::Stop;
+            }
+            if self.status.borrow().skipped.last() == Some(&position) {
+                // Skipped: move the checkpoint past it in a unit of its own.
+                return self.step_over(position).await;
+            }
+            match self.attempt(std::slice::from_ref(record)).await {
+                Ok(handled) => {
+                    self.publish(handled);
+                    return Flow::Go;
+                }
+                Err((_, e)) => error = e,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Commits the checkpoint at `position` without handing that record to a handler.
+    async fn step_over(&mut self, position: Position) -> Flow {
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let result = async {
+                let unit = self.store.begin(P::NAME).await?;
+                S::commit(unit, P::NAME, position).await?;
+                if !S::DURABLE && P::KIND == Kind::Reactor {
+                    self.store.save_checkpoint(P::NAME, position).await?;
+                }
+                Ok::<(), StoreError>(())
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    self.position = Some(position);
+                    self.publish(0);
+                    return Flow::Go;
+                }
+                Err(e) => {
+                    tracing::error!(projection = P::NAME, error = %e, "cannot record a skip");
+                    if let Flow::Stop = self.pause(backoff, None).await {
+                        return Flow::Stop;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Waits `duration`, answering handles meanwhile. A skip of `failing` (the position the
+    /// listener is failing at) is recorded and ends the wait early.
+    async fn pause(&mut self, duration: Duration, failing: Option<Position>) -> Flow {
+        let sleep = tokio::time::sleep(duration);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return Flow::Go,
+                message = self.control.recv() => match message {
+                    None => return Flow::Stop,
+                    Some(Control::Stop(reply)) => {
+                        let _ = reply.send(());
+                        return Flow::Stop;
+                    }
+                    Some(Control::Skip(position, reply)) if Some(position) == failing => {
+                        tracing::warn!(projection = P::NAME, %position, "skipped");
+                        self.status.send_modify(|s| {
+                            s.skipped.push(position);
+                            s.state = ProjectionState::Running;
+                        });
+                        let _ = reply.send(Ok(()));
+                        return Flow::Go;
+                    }
+                    Some(Control::Skip(position, reply)) => {
+                        let state = self.status.borrow().state.clone();
+                        let _ = reply.send(Err(SkipError::NotFailingThere { name: P::NAME, position, state }));
+                    }
+                },
+            }
+        }
+    }
+
+    /// Publishes the position reached and the rate.
+    fn publish(&mut self, handled: u64) {
+        let rate = self.rate.add(handled);
+        let position = self.position;
+        self.status.send_modify(|s| {
+            s.position = position;
+            s.handled += handled;
+            s.rate = rate;
+            if matches!(s.state, ProjectionState::Failed { .. }) {
+                s.state = ProjectionState::Running;
+            }
+        });
+    }
+}

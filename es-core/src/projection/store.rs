@@ -1,0 +1,85 @@
+//! What a store offers listeners: checkpoints ([`Checkpoints`]) and, for read models kept in
+//! the store itself, a context that commits a batch's writes together with the checkpoint
+//! ([`ContextStore`]). Every store supplies the empty context `()` (read models in memory);
+//! PostgreSQL also supplies its transaction's connection.
+
+use std::future::Future;
+
+use crate::position::Position;
+use crate::store::{EventStore, StoreError};
+
+/// A store that keeps listeners' checkpoints, by name.
+pub trait Checkpoints: EventStore {
+    /// The position a listener of this name got to (`None`: it never committed one).
+    fn load_checkpoint(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send;
+
+    /// Records the position a listener of this name got to.
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The position of the last event a reader can see now (`None`: the log is empty): a
+    /// reactor's first run starts after it.
+    fn head(&self) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send;
+}
+
+/// A store that gives handlers a context `C` and commits what they wrote through it together
+/// with the listener's checkpoint, so after a crash anywhere no effect is doubled or lost.
+///
+/// Every [`Checkpoints`] store supplies `C = ()`: handlers that take no context, whose read
+/// model lives in memory (so it is not durable: it is folded again from the start on every
+/// run, and its checkpoint is not kept).
+pub trait ContextStore<C: Send>: Checkpoints {
+    /// One unit of work (a transaction) holding the context.
+    type Unit: Send;
+
+    /// Whether the context's writes are durable, committed with the checkpoint: the
+    /// listener then resumes from its checkpoint.
+    const DURABLE: bool;
+
+    /// Starts a unit of work for the listener `name` (on PostgreSQL: a transaction that
+    /// holds the listener's lock, so one runner per name across processes advances it).
+    fn begin(&self, name: &str) -> impl Future<Output = Result<Self::Unit, StoreError>> + Send;
+
+    /// The handlers' context inside the unit.
+    fn context(unit: &mut Self::Unit) -> &mut C;
+
+    /// The checkpoint of `name` as the unit sees it (on PostgreSQL read under its lock).
+    fn checkpoint_in(
+        unit: &mut Self::Unit,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send;
+
+    /// Commits the unit's writes with `name`'s checkpoint at `position`.
+    fn commit(
+        unit: Self::Unit,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl<S: Checkpoints> ContextStore<()> for S {
+    type Unit = ();
+    const DURABLE: bool = false;
+
+    async fn begin(&self, _name: &str) -> Result<Self::Unit, StoreError> {
+        Ok(())
+    }
+
+    fn context(unit: &mut Self::Unit) -> &mut () {
+        unit
+    }
+
+    async fn checkpoint_in(_unit: &mut (), _name: &str) -> Result<Option<Position>, StoreError> {
+        Ok(None)
+    }
+
+    async fn commit(_unit: (), _name: &str, _position: Position) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
