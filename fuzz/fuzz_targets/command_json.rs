@@ -2,9 +2,11 @@
 //! way a service receives it. When they decode, the command runs through a `Repository` on
 //! the in-memory store against a fresh account and an open one with money in it.
 //!
-//! Any panic is a bug. So is any outcome but success or the domain saying no: a command
-//! that decodes is one the aggregate must decide, and what it decides must be stored and
-//! read back. A decoded command must also encode to JSON that decodes to the same command.
+//! Any panic is a bug. So is any outcome but success, the domain saying no, or the store
+//! refusing what no store can keep (`StoreError::Unstorable`, e.g. an owner's name holding
+//! a NUL character): a command that decodes is one the aggregate must decide, and what it
+//! decides must be stored and read back, or nothing written. A decoded command must also
+//! encode to JSON that decodes to the same command.
 
 #![no_main]
 
@@ -13,7 +15,7 @@ use std::sync::OnceLock;
 use bank::domain::account::{
     Account, AccountCommand, AccountError, AccountEvent, AccountId, Deposit, OpenAccount,
 };
-use es_core::{Error, Executed, InMemoryStore, Repository};
+use es_core::{Error, Executed, InMemoryStore, Repository, StoreError};
 use libfuzzer_sys::fuzz_target;
 
 /// One runtime for the whole run: building one per input would dominate the time.
@@ -27,7 +29,8 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Success or a rejection; anything else fails the run.
+/// The version after success; `None` after a rejection or a typed refusal to store (nothing
+/// written either way). Anything else fails the run.
 fn decided(
     what: &str,
     command: &AccountCommand,
@@ -35,7 +38,7 @@ fn decided(
 ) -> Option<u64> {
     match outcome {
         Ok(done) => Some(done.version),
-        Err(Error::Rejected(_)) => None,
+        Err(Error::Rejected(_) | Error::Store(StoreError::Unstorable { .. })) => None,
         Err(e) => panic!("{what}: {command:?} neither succeeded nor was rejected: {e}"),
     }
 }
