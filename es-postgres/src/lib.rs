@@ -65,6 +65,7 @@
 
 mod append;
 mod error;
+mod listeners;
 mod read;
 mod schema;
 mod wake;
@@ -80,6 +81,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
 pub use error::PostgresError;
+pub use listeners::ListenerTx;
 pub use read::{Holder, Horizon, Lag};
 /// The pool type [`PostgresStore::new`] takes (re-exported so callers need not name sqlx).
 pub use sqlx::PgPool;

@@ -255,7 +255,7 @@ pub(crate) fn read_all(
 }
 
 /// The `(transaction id, sequence)` parameters of a position (the start of the log: 0, 0).
-fn position_params(after: Option<Position>) -> (String, i64) {
+pub(crate) fn position_params(after: Option<Position>) -> (String, i64) {
     let (transaction, sequence) = after.map_or((0, 0), |p| (p.major(), p.minor()));
     (
         transaction.to_string(),

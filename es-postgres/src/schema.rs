@@ -49,6 +49,10 @@ fn sized(page: &str, order: &str, max_bytes: &str) -> String {
     )
 }
 
+/// The first key of the listeners' advisory locks ("es" and 1), so they do not collide with
+/// an application's own single-key locks.
+const LOCK_SPACE: i32 = 0x6573_0001;
+
 /// Every statement, with the schema quoted in.
 #[derive(Debug)]
 pub(crate) struct Statements {
@@ -60,11 +64,16 @@ pub(crate) struct Statements {
     pub(crate) read_all: SqlStr,
     pub(crate) stored_events: SqlStr,
     pub(crate) lag: SqlStr,
+    pub(crate) head: SqlStr,
+    pub(crate) load_checkpoint: SqlStr,
+    pub(crate) save_checkpoint: SqlStr,
+    pub(crate) lock_listener: SqlStr,
 }
 
 impl Statements {
     pub(crate) fn new(schema: &str) -> Self {
         let events = format!("\"{schema}\".events");
+        let checkpoints = format!("\"{schema}\".checkpoints");
         Self {
             schema: schema.to_owned(),
             channel: format!("es_events_{schema}"),
@@ -120,6 +129,28 @@ impl Statements {
             lag: sql(format!(
                 "SELECT count(*) AS events, extract(epoch FROM now() - min(recorded_at))::float8 AS seconds \
                  FROM {events} WHERE (transaction_id, position) > ($1::text::xid8, $2)"
+            )),
+            // The last event a reader can see: every row not yet visible belongs to a
+            // transaction at or above the horizon, so it sorts after this one.
+            head: sql(format!(
+                "SELECT transaction_id::text AS transaction_xid, position FROM {events} \
+                 WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY transaction_id DESC, position DESC LIMIT 1"
+            )),
+            load_checkpoint: sql(format!(
+                "SELECT transaction_id::text AS transaction_xid, position FROM {checkpoints} WHERE name = $1"
+            )),
+            save_checkpoint: sql(format!(
+                "INSERT INTO {checkpoints} (name, transaction_id, position) VALUES ($1, $2::text::xid8, $3) \
+                 ON CONFLICT (name) DO UPDATE SET transaction_id = EXCLUDED.transaction_id, \
+                     position = EXCLUDED.position, updated_at = now()"
+            )),
+            // One active runner per listener across processes: a lock held until the
+            // transaction ends (never a session lock, so it works behind a transaction-
+            // pooling proxy). The schema is part of the key: stores in other schemas of the
+            // database do not wait on each other.
+            lock_listener: sql(format!(
+                "SELECT pg_advisory_xact_lock({LOCK_SPACE}, hashtext('{schema}.' || $1))"
             )),
             stored_events: sql(format!(
                 "SELECT {COLUMNS} FROM {events} WHERE event_id = ANY($1)"

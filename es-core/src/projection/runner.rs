@@ -272,6 +272,8 @@ where
                 message = self.control.recv() => match message {
                     None => return,
                     Some(Control::Stop(reply)) => {
+                        // Stopped before the caller hears so: `stop().await` then sees it.
+                        self.status.send_modify(|s| s.state = ProjectionState::Stopped);
                         let _ = reply.send(());
                         return;
                     }
@@ -523,6 +525,8 @@ where
                 message = self.control.recv() => match message {
                     None => return Flow::Stop,
                     Some(Control::Stop(reply)) => {
+                        // Stopped before the caller hears so: `stop().await` then sees it.
+                        self.status.send_modify(|s| s.state = ProjectionState::Stopped);
                         let _ = reply.send(());
                         return Flow::Stop;
                     }

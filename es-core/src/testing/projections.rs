@@ -356,7 +356,16 @@ pub async fn a_reactor_starts_at_the_end_and_resumes_after_its_checkpoint<S: Che
 ) {
     let category = category();
     let stream = StreamId::new(&category, "a");
-    append(&store, &stream, vec![counted(1), counted(2)]).await;
+    let second_event = append(&store, &stream, vec![counted(1), counted(2)]).await;
+    // A store may show the log up to a horizon that trails its commits (PostgreSQL): "the
+    // end" is the last event a reader can see, so wait until that is ours.
+    tokio::time::timeout(WAIT, async {
+        while store.head().await.ok().flatten() < Some(second_event) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the history becomes visible");
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let recorder = || Recorder {
         category: category.clone(),

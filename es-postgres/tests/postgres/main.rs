@@ -9,8 +9,13 @@ mod bad_data;
 mod concurrency;
 mod inline;
 mod late_commit;
+mod listeners;
 mod wake;
 
 mod conformance {
     es_core::conformance_tests!(async || crate::support::store().await);
+}
+
+mod listener_suite {
+    es_core::projection_tests!(async || crate::support::store().await);
 }
