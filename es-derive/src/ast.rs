@@ -6,7 +6,6 @@
 
 mod signature;
 
-use quote::ToTokens;
 use syn::{Attribute, Ident, ImplItem, ImplItemFn, ItemImpl, Path, PathArguments, Type, TypePath};
 
 use crate::ctxt::Ctxt;
@@ -27,12 +26,34 @@ pub(crate) struct AggregateImpl {
 pub(crate) struct TypeRef {
     /// As the user wrote it, for spans and generated code.
     pub(crate) ty: Type,
+    pub(crate) path: Path,
     pub(crate) ident: Ident,
 }
 
 impl TypeRef {
+    /// Whether two paths name the same type, as far as syntax can tell.
+    ///
+    /// A macro cannot resolve paths, so this guesses from their segments: the final
+    /// identifiers must match and, once a leading `::`, `crate::` or `self::` is dropped, one
+    /// path must end with the other (`events::Opened` and `crate::events::Opened` from the
+    /// crate root; `Opened` and `self::Opened`). `v1::Opened` and `v2::Opened` are two types.
+    /// The guess only picks the message: the generated enum names its variants after the
+    /// final identifier, so two paths ending alike are an error either way, reported as
+    /// "handled twice" when they are probably one type and "two types end in" otherwise.
     pub(crate) fn same_type(&self, other: &Self) -> bool {
-        self.ty.to_token_stream().to_string() == other.ty.to_token_stream().to_string()
+        fn segments(path: &Path) -> Vec<&Ident> {
+            let mut idents: Vec<&Ident> = path.segments.iter().map(|s| &s.ident).collect();
+            if idents
+                .first()
+                .is_some_and(|i| *i == "crate" || *i == "self")
+            {
+                idents.remove(0);
+            }
+            idents
+        }
+        let (a, b) = (segments(&self.path), segments(&other.path));
+        let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+        self.ident == other.ident && long.ends_with(&short)
     }
 }
 
@@ -217,6 +238,29 @@ fn type_ref(ty: &Type) -> Option<TypeRef> {
     let path = plain_path(ty, false)?;
     Some(TypeRef {
         ty: ty.clone(),
+        path: path.clone(),
         ident: path.segments.last()?.ident.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::type_ref;
+
+    fn same(a: &str, b: &str) -> bool {
+        let a = type_ref(&syn::parse_str(a).expect("type")).expect("plain");
+        let b = type_ref(&syn::parse_str(b).expect("type")).expect("plain");
+        a.same_type(&b)
+    }
+
+    #[test]
+    fn paths_to_one_type_compare_equal() {
+        assert!(same("Opened", "Opened"));
+        assert!(same("events::Opened", "crate::events::Opened"));
+        assert!(same("self::Opened", "Opened"));
+        assert!(same("::events::Opened", "events::Opened"));
+        assert!(!same("v1::Opened", "v2::Opened"));
+        assert!(!same("Opened", "Closed"));
+        assert!(!same("a::Opened", "b::a::Closed"));
+    }
 }
