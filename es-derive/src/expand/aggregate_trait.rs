@@ -9,10 +9,10 @@ use syn::spanned::Spanned;
 
 use crate::ast::{AggregateImpl, CommandFn, Emits, TypeRef};
 use crate::expand::aggregate_impl::Names;
+use crate::expand::krate_at;
 
 pub(crate) fn expand(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
     let Names {
-        krate,
         event_enum,
         command_enum,
         ..
@@ -42,6 +42,7 @@ pub(crate) fn expand(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
         let method = &c.method;
         match (&c.emits, &c.error_ty) {
             (Some(emits), Some(error_ty)) if called(&c) => {
+                let krate = krate_at(names.krate_path, error_ty.span());
                 let into = quote_spanned! {error_ty.span()=>
                     ::core::result::Result::map_err(
                         Self::#method(self, __command),
@@ -60,14 +61,35 @@ pub(crate) fn expand(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
         }
     });
 
+    // On a non-generic impl, what the body needs of `#[derive(Aggregate)]` is written as
+    // where clauses: rustc checks those at the impl, each once, on the token it is spanned
+    // at. A missing derive is then one error on the user's `impl Account`, and an error type
+    // that does not convert one error on that command's `E`; the body, which may assume
+    // them, adds nothing. (A generic impl's where clauses would only be checked where the
+    // impl is used, so there the body's own uses report, spanned the same way.)
+    let self_krate = krate_at(names.krate_path, self_ty.span());
+    let where_clause = if model.item.generics.params.is_empty() {
+        let root = quote_spanned!(self_ty.span()=> #self_ty: #self_krate::AggregateRoot);
+        let conversions = model.commands.iter().filter(called).filter_map(|c| {
+            let error_ty = c.error_ty.as_ref()?;
+            let krate = krate_at(names.krate_path, error_ty.span());
+            Some(quote_spanned! {error_ty.span()=>
+                #error_ty: ::core::convert::Into<<#self_ty as #krate::AggregateRoot>::Error>
+            })
+        });
+        let written = where_clause.into_iter().flat_map(|w| &w.predicates);
+        quote!(where #(#written,)* #root, #(#conversions,)*)
+    } else {
+        quote!(#where_clause)
+    };
     // The header and signatures at the user's `impl Account`, so what rustc says about the
     // impl itself lands there. The body keeps call-site hygiene (a `macro_rules!` span on
     // `__event` would hide it).
     let header = quote_spanned! {self_ty.span()=>
         #[automatically_derived]
-        impl #impl_generics #krate::Aggregate for #self_ty
+        impl #impl_generics #self_krate::Aggregate for #self_ty
     };
-    let error = quote_spanned!(self_ty.span()=> <Self as #krate::AggregateRoot>::Error);
+    let error = quote_spanned!(self_ty.span()=> <Self as #self_krate::AggregateRoot>::Error);
     let types = quote_spanned! {self_ty.span()=>
         type Event = #event_enum;
         type Command = #command_enum;

@@ -10,8 +10,8 @@ pub(crate) mod aggregate_trait;
 pub(crate) mod command;
 pub(crate) mod event;
 
-use proc_macro2::TokenStream;
-use quote::quote;
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::{Data, DeriveInput, Path};
 
 use crate::ctxt::Ctxt;
@@ -19,6 +19,31 @@ use crate::ctxt::Ctxt;
 /// The path of es-core: `::es_core`, or the user's `crate = path` for re-exporters.
 pub(crate) fn krate(path: Option<&Path>) -> TokenStream {
     path.map_or_else(|| quote!(::es_core), |p| quote!(#p))
+}
+
+/// The path of es-core located at `span`, for a bound rustc may report: a path spanned at
+/// the macro call would take the whole bound, and its error, to the attribute. A `crate =
+/// path` keeps its hygiene (a `$crate` still resolves) and only moves.
+pub(crate) fn krate_at(path: Option<&Path>, span: Span) -> TokenStream {
+    fn locate(tokens: TokenStream, span: Span) -> TokenStream {
+        tokens
+            .into_iter()
+            .map(|mut tree| {
+                if let TokenTree::Group(group) = &tree {
+                    let mut moved =
+                        proc_macro2::Group::new(group.delimiter(), locate(group.stream(), span));
+                    moved.set_span(group.span().located_at(span));
+                    return TokenTree::Group(moved);
+                }
+                tree.set_span(tree.span().located_at(span));
+                tree
+            })
+            .collect()
+    }
+    path.map_or_else(
+        || quote_spanned!(span=> ::es_core),
+        |p| locate(p.to_token_stream(), span),
+    )
 }
 
 /// The item plus every collected error: never only an error, so one mistake does not
