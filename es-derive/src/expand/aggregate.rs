@@ -1,4 +1,6 @@
 //! `#[derive(Aggregate)]`: `impl AggregateRoot` with the stored name, id and error types.
+//! A missing `error` still implements the trait, so the `#[aggregate_impl]` block beside it
+//! compiles without a cascade of "not an aggregate".
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -29,16 +31,18 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
         || quote!(#krate::__private::Uuid),
         |ty| quote_spanned!(ty.span()=> #ty),
     );
-    let Some(error) = attrs.error else {
-        cx.error_at(
-            ident.span(),
-            format!(
+    let error = match attrs.error {
+        Some(error) => quote_spanned!(error.span()=> #error),
+        // The stub's error type is the error itself: a type that fails to compile with this
+        // message. rustc reports it once and then ignores every bound that involves it, so
+        // the `Into` conversions of the `#[aggregate_impl]` block stay quiet.
+        None => {
+            let message = format!(
                 "`#[derive(Aggregate)]` needs the domain error its commands return: add `#[aggregate(error = {ident}Error)]` (naming your error type)"
-            ),
-        );
-        return with_errors(cx, TokenStream::new());
+            );
+            quote_spanned!(ident.span()=> [(); { ::core::compile_error!(#message); 0 }])
+        }
     };
-    let error = quote_spanned!(error.span()=> #error);
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let tokens = quote_spanned! {ident.span()=>
         const _: () = {
