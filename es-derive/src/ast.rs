@@ -6,7 +6,10 @@
 
 mod signature;
 
-use syn::{Attribute, Ident, ImplItem, ImplItemFn, ItemImpl, Path, PathArguments, Type, TypePath};
+use syn::{
+    Attribute, GenericArgument, Ident, ImplItem, ImplItemFn, ItemImpl, Path, PathArguments, Type,
+    TypePath,
+};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{APPLY, CFG, CFG_ATTR, COMMAND, Symbol};
@@ -16,6 +19,9 @@ pub(crate) struct AggregateImpl {
     pub(crate) item: ItemImpl,
     /// The aggregate's type name (`Account` in `impl Account`).
     pub(crate) self_ident: Ident,
+    /// The impl names a lifetime (`impl<'a> Account<'a>`): `#[derive(Aggregate)]` reports it
+    /// on the struct, so nothing here implements `Aggregate` for it.
+    pub(crate) borrows: bool,
     pub(crate) commands: Vec<CommandFn>,
     pub(crate) applies: Vec<ApplyFn>,
 }
@@ -155,9 +161,11 @@ pub(crate) fn parse(cx: &Ctxt, mut item: ItemImpl) -> Result<AggregateImpl, Box<
         return Err(Box::new(item));
     };
     let self_ident = last.ident.clone();
+    let borrows = item.generics.lifetimes().next().is_some() || names_lifetime(self_path);
     Ok(AggregateImpl {
         item,
         self_ident,
+        borrows,
         commands,
         applies,
     })
@@ -240,6 +248,17 @@ fn type_ref(ty: &Type) -> Option<TypeRef> {
         ty: ty.clone(),
         path: path.clone(),
         ident: path.segments.last()?.ident.clone(),
+    })
+}
+
+/// `Account<'a>`, `Account<'_>`.
+fn names_lifetime(path: &Path) -> bool {
+    path.segments.iter().any(|s| match &s.arguments {
+        PathArguments::AngleBracketed(args) => args
+            .args
+            .iter()
+            .any(|a| matches!(a, GenericArgument::Lifetime(_))),
+        _ => false,
     })
 }
 

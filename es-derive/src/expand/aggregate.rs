@@ -1,6 +1,7 @@
 //! `#[derive(Aggregate)]`: `impl AggregateRoot` with the stored name, id and error types.
-//! A missing `error` still implements the trait, so the `#[aggregate_impl]` block beside it
-//! compiles without a cascade of "not an aggregate".
+//! A lifetime parameter is reported here, on its token (`#[aggregate_impl]` stays quiet
+//! about it); a missing `error` still implements the trait, so the `#[aggregate_impl]` block
+//! beside it compiles without a cascade of "not an aggregate".
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
@@ -25,6 +26,23 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
             ),
         );
     }
+    let mut borrows = false;
+    for param in input.generics.lifetimes() {
+        borrows = true;
+        let lifetime = &param.lifetime;
+        cx.error_spanned_by(
+            lifetime,
+            format!(
+                "an aggregate owns its data: `'static`, so `{ident}` cannot borrow for `{lifetime}`; remove `{lifetime}` and own the fields (`String` for `&{lifetime} str`, `Vec<T>` for `&{lifetime} [T]`)"
+            ),
+        );
+    }
+    if borrows {
+        // No impl can be `'static` for every `'a`; `#[aggregate_impl]` implements nothing
+        // for a borrowing type either, so nothing asks for this one.
+        return with_errors(cx, TokenStream::new());
+    }
+
     let krate = krate(attrs.krate.as_ref());
     let name = attrs.name;
     let id = attrs.id.map_or_else(

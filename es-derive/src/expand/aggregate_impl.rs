@@ -64,7 +64,13 @@ fn expand(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
     let event_enum = event_enum(model, names);
     let command_enum = command_enum(model, names);
     let froms = from_impls(model, names);
-    let aggregate = aggregate_trait::expand(model, names);
+    // A borrowing aggregate was reported by `#[derive(Aggregate)]`; implementing the trait
+    // for it would only fail again, in generated code.
+    let aggregate = if model.borrows {
+        TokenStream::new()
+    } else {
+        aggregate_trait::expand(model, names)
+    };
     let event_set = event_set(model, names);
     let command_set = command_set(model, names);
     let unique_names = unique_stored_names(model, names);
