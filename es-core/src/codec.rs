@@ -59,6 +59,16 @@ pub enum EncodeError {
         #[source]
         source: serde_json::Error,
     },
+    /// A command (of `execute_caused_by`, which keys its idempotency on the command's JSON)
+    /// did not serialize.
+    #[error("command `{command}` does not serialize: {source}")]
+    Command {
+        /// The command's type name.
+        command: &'static str,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
     /// It serialized to something other than a JSON object.
     #[error("event `{event_type}` serializes to a JSON {found}, not an object")]
     NotAnObject {

@@ -328,6 +328,20 @@ impl EventStore for InMemoryStore {
             .get(stream)
             .map_or(0, |v| to_u64(v.len())))
     }
+
+    async fn find_event(
+        &self,
+        stream: &StreamId,
+        event_id: Uuid,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let state = self.inner.read();
+        Ok(state
+            .event_ids
+            .get(&event_id)
+            .map(|&i| &state.log[i])
+            .filter(|e| e.stream == *stream)
+            .map(|e| RecordedEvent::clone(e)))
+    }
 }
 
 impl Checkpoints for InMemoryStore {

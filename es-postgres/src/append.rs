@@ -299,7 +299,7 @@ fn inserted(rows: &[sqlx::postgres::PgRow]) -> bool {
 }
 
 /// The stored records of these event ids (only those stored), read on `conn`.
-async fn stored_records(
+pub(crate) async fn stored_records(
     conn: &mut PgConnection,
     inner: &Inner,
     ids: &[Uuid],

@@ -371,4 +371,14 @@ impl EventStore for PostgresStore {
         let mut conn = self.inner.pool.acquire().await.map_err(error::backend)?;
         append::stream_version(&mut conn, &self.inner, stream).await
     }
+
+    async fn find_event(
+        &self,
+        stream: &StreamId,
+        event_id: uuid::Uuid,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        let mut conn = self.inner.pool.acquire().await.map_err(error::backend)?;
+        let found = append::stored_records(&mut conn, &self.inner, &[event_id]).await?;
+        Ok(found.into_values().find(|r| r.stream == *stream))
+    }
 }

@@ -534,3 +534,139 @@ async fn a_negative_zero_is_written_as_zero() {
     );
     assert_eq!(repo.load(&id).await.expect("load").state.last, Some(0.0));
 }
+
+/// A cause for `execute_caused_by`: an event of another stream.
+fn a_cause() -> Envelope<MoneyDeposited> {
+    es_core::testing::envelope(
+        StreamId::new("transfer", Uuid::now_v7().to_string()),
+        1,
+        MoneyDeposited { amount: 1 },
+    )
+}
+
+/// The same cause sending the same command to the same stream again (a redelivery) gets the
+/// first outcome and appends nothing, from a new repository too (a restart); the events
+/// carry the cause as causation and its correlation id.
+#[tokio::test]
+async fn a_caused_command_redelivered_returns_the_first_outcome() {
+    let store = InMemoryStore::new();
+    let id = opened(&store).await;
+    let mut cause = a_cause();
+    let correlation = Uuid::now_v7();
+    cause.metadata = Metadata::default().correlation_id(correlation);
+    let first = accounts(&store)
+        .execute_caused_by(&cause, &id, Deposit { amount: 10 })
+        .await
+        .expect("first delivery");
+    assert_eq!(first.version, 2);
+    let meta = &first.events[0].metadata;
+    assert_eq!(meta.causation_id, Some(cause.event_id));
+    assert_eq!(meta.correlation_id, Some(correlation));
+    let stored = store.len();
+    for _ in 0..3 {
+        let again = accounts(&store)
+            .execute_caused_by(&cause, &id, Deposit { amount: 10 })
+            .await
+            .expect("redelivery");
+        assert_eq!(again.version, first.version);
+        assert_eq!(again.position, first.position);
+        assert_eq!(again.events, first.events, "the first outcome, read back");
+    }
+    assert_eq!(store.len(), stored, "redeliveries appended nothing");
+    assert_eq!(
+        accounts(&store)
+            .load(&id)
+            .await
+            .expect("load")
+            .state
+            .balance(),
+        10
+    );
+
+    // Another command, or the same command to another stream: not a redelivery.
+    let other = accounts(&store)
+        .execute_caused_by(&cause, &id, Deposit { amount: 11 })
+        .await
+        .expect("another command");
+    assert_eq!(other.version, 3);
+    let elsewhere = opened(&store).await;
+    let there = accounts(&store)
+        .execute_caused_by(&cause, &elsewhere, Deposit { amount: 10 })
+        .await
+        .expect("another stream");
+    assert_eq!(there.version, 2);
+    // A cause without a correlation id is the correlation itself.
+    let bare = a_cause();
+    let done = accounts(&store)
+        .execute_caused_by(&bare, &id, Deposit { amount: 1 })
+        .await
+        .expect("bare cause");
+    assert_eq!(done.events[0].metadata.correlation_id, Some(bare.event_id));
+}
+
+/// A first delivery that appended nothing records nothing: the redelivery decides again.
+#[tokio::test]
+async fn a_rejected_caused_command_is_decided_again_on_redelivery() {
+    let store = InMemoryStore::new();
+    let id = AccountId::new();
+    let cause = a_cause();
+    let err = accounts(&store)
+        .execute_caused_by(&cause, &id, Deposit { amount: 5 })
+        .await
+        .expect_err("not open yet");
+    assert!(
+        matches!(err, Error::Rejected(AccountError::NotOpen)),
+        "{err:?}"
+    );
+    accounts(&store)
+        .execute(
+            &id,
+            OpenAccount {
+                owner: "ada".into(),
+            },
+        )
+        .await
+        .expect("open");
+    let done = accounts(&store)
+        .execute_caused_by(&cause, &id, Deposit { amount: 5 })
+        .await
+        .expect("decided again");
+    assert_eq!(done.version, 2);
+}
+
+/// Redeliveries racing each other (and the first delivery): one deposit is appended, and
+/// every call returns that outcome.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_redeliveries_append_once() {
+    let store = InMemoryStore::new();
+    let id = opened(&store).await;
+    let cause = Arc::new(a_cause());
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, cause) = (store.clone(), Arc::clone(&cause));
+            tokio::spawn(async move {
+                Repository::<Account, _>::new(store)
+                    .with_retry(16)
+                    .execute_caused_by(&cause, &id, Deposit { amount: 7 })
+                    .await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("task").expect("every delivery succeeds"));
+    }
+    assert!(
+        outcomes.windows(2).all(|w| w[0].events == w[1].events),
+        "one outcome"
+    );
+    assert_eq!(
+        accounts(&store)
+            .load(&id)
+            .await
+            .expect("load")
+            .state
+            .balance(),
+        7
+    );
+}

@@ -216,4 +216,25 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         stream: &StreamId,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The event of `stream` with this id, if it is stored there. Stores override this with
+    /// a lookup by id (the default reads the stream); `execute_caused_by` finds a first
+    /// outcome with it.
+    fn find_event(
+        &self,
+        stream: &StreamId,
+        event_id: Uuid,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>, StoreError>> + Send {
+        let records = self.read_stream(stream, 1);
+        async move {
+            use futures::TryStreamExt;
+            let mut records = records;
+            while let Some(record) = records.try_next().await? {
+                if record.event_id == event_id {
+                    return Ok(Some(record));
+                }
+            }
+            Ok(None)
+        }
+    }
 }

@@ -133,4 +133,12 @@ impl<S: EventStore> EventStore for Instrumented<S> {
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         self.inner.stream_version(stream).await
     }
+
+    async fn find_event(
+        &self,
+        stream: &StreamId,
+        event_id: uuid::Uuid,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        self.inner.find_event(stream, event_id).await
+    }
 }

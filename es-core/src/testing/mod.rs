@@ -221,3 +221,26 @@ where
         self
     }
 }
+
+/// An [`Envelope`](crate::Envelope) for unit tests of handlers and reactors: `event` at
+/// `version` of `stream`, with a fresh event id, the position `0.version`, recorded now,
+/// and empty metadata (set `metadata` on the result to test correlation).
+///
+/// ```
+/// use es_core::StreamId;
+/// let e = es_core::testing::envelope(StreamId::new("account", "1"), 3, "anything");
+/// assert_eq!(e.version, 3);
+/// assert_eq!(e.stream.id(), "1");
+/// ```
+#[must_use]
+pub fn envelope<E>(stream: crate::StreamId, version: u64, event: E) -> crate::Envelope<E> {
+    crate::Envelope {
+        event_id: uuid::Uuid::now_v7(),
+        stream,
+        version,
+        position: crate::Position::new(0, version),
+        recorded_at: chrono::Utc::now(),
+        metadata: crate::Metadata::default(),
+        event,
+    }
+}

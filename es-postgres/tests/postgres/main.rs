@@ -6,6 +6,7 @@ mod support;
 
 mod append;
 mod bad_data;
+mod caused;
 mod concurrency;
 mod inline;
 mod late_commit;

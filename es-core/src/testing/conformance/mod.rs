@@ -102,6 +102,7 @@ macro_rules! conformance_tests {
             reads_larger_than_a_batch_are_complete_and_in_order,
             read_all_is_in_position_order_after_an_exclusive_position,
             stream_version_tracks_appends,
+            find_event_looks_up_by_id_within_the_stream,
             subscribe_delivers_history_then_live_events_once,
             concurrent_subscribers_see_the_same_sequence,
             subscribe_resumes_after_a_position,

@@ -265,3 +265,33 @@ pub async fn stream_version_tracks_appends<S: EventStore>(store: S) {
     );
     assert_eq!(stream_version(&store, &other).await, 3, "the other stream");
 }
+
+/// `find_event` finds a stored event of a stream by its id, as stored; `None` for an id not
+/// stored, or stored in another stream.
+pub async fn find_event_looks_up_by_id_within_the_stream<S: EventStore>(store: S) {
+    let (a, b) = (stream_id(), stream_id());
+    let batch = events(1, 4);
+    let done = append(&store, &a, ExpectedVersion::NoStream, batch.clone()).await;
+    append(&store, &b, ExpectedVersion::NoStream, events(4, 5)).await;
+    let want = recorded(&batch, &a, 1, &done);
+    let found = within(WAIT, "find_event", store.find_event(&a, batch[1].event_id))
+        .await
+        .unwrap_or_else(|e| panic!("find_event failed: {e:?}"));
+    assert_records(
+        &found.into_iter().collect::<Vec<_>>(),
+        &want[1..2],
+        "find_event returns the stored record",
+    );
+    for (what, stream, id) in [
+        ("an id not stored", &a, Uuid::now_v7()),
+        ("an id of another stream", &b, batch[0].event_id),
+    ] {
+        let found = within(WAIT, "find_event", store.find_event(stream, id))
+            .await
+            .unwrap_or_else(|e| panic!("find_event failed: {e:?}"));
+        assert!(
+            found.is_none(),
+            "find_event with {what} must find nothing: {found:?}"
+        );
+    }
+}

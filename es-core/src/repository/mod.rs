@@ -11,7 +11,18 @@ use crate::codec::{CorruptEvent, EncodeError, json_kind};
 use crate::envelope::{Envelope, Metadata, StreamId};
 use crate::model::{Aggregate, EventSet};
 use crate::position::Position;
-use crate::store::{EventStore, ExpectedVersion, NewEvent, StoreError};
+use crate::store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+
+mod caused;
+
+/// Where the ids of a command's events come from.
+#[derive(Clone, Copy)]
+enum Ids<'a> {
+    /// Fresh UUID v7s.
+    Fresh,
+    /// Derived from the cause, the stream and the command, so a redelivery finds them.
+    Caused(&'a caused::Key),
+}
 
 /// What a repository call can fail with. `E` is the aggregate's domain error.
 ///
@@ -198,19 +209,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut version = 0;
         let mut records = std::pin::pin!(self.store.read_stream(stream, 1));
         while let Some(record) = records.try_next().await? {
-            let event =
-                A::Event::from_stored(&record.event_type, record.schema_version, record.payload)
-                    .map_err(|source| {
-                        Box::new(CorruptEvent {
-                            stream: record.stream.clone(),
-                            version: record.version,
-                            event_type: record.event_type.clone(),
-                            schema_version: record.schema_version,
-                            source,
-                        })
-                    })?;
-            state.apply(&event);
-            version = record.version;
+            let envelope = decode::<A::Event>(record)?;
+            state.apply(&envelope.event);
+            version = envelope.version;
         }
         Ok(Loaded { state, version })
     }
@@ -226,7 +227,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         id: &A::Id,
         command: impl Into<A::Command>,
     ) -> Result<Executed<A::Event>, Error<A::Error>> {
-        self.run(id, command.into(), Metadata::default(), None)
+        self.run(id, command.into(), Metadata::default(), None, Ids::Fresh)
             .await
     }
 
@@ -241,7 +242,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         command: impl Into<A::Command>,
         metadata: Metadata,
     ) -> Result<Executed<A::Event>, Error<A::Error>> {
-        self.run(id, command.into(), metadata, None).await
+        self.run(id, command.into(), metadata, None, Ids::Fresh)
+            .await
     }
 
     /// Executes `command` only if the stream is at the caller's `expected` version (an
@@ -258,8 +260,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         command: impl Into<A::Command>,
         expected: ExpectedVersion,
     ) -> Result<Executed<A::Event>, Error<A::Error>> {
-        self.run(id, command.into(), Metadata::default(), Some(expected))
-            .await
+        self.run(
+            id,
+            command.into(),
+            Metadata::default(),
+            Some(expected),
+            Ids::Fresh,
+        )
+        .await
     }
 
     async fn run(
@@ -268,6 +276,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         command: A::Command,
         mut metadata: Metadata,
         expected: Option<ExpectedVersion>,
+        ids: Ids<'_>,
     ) -> Result<Executed<A::Event>, Error<A::Error>> {
         metadata.extra.values_mut().for_each(positive_zeros);
         let stream = self.stream_id(id);
@@ -297,7 +306,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     position: None,
                 });
             }
-            let records = encode(&events, &metadata)?;
+            let records = encode(&events, &metadata, ids)?;
             let ids: Vec<Uuid> = records.iter().map(|r| r.event_id).collect();
             let append_expected = expected.unwrap_or(ExpectedVersion::Exact(loaded.version));
             match self.store.append(&stream, append_expected, records).await {
@@ -335,6 +344,39 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 }
 
+/// Reads a stored record as a typed envelope.
+fn decode<E: EventSet>(record: RecordedEvent) -> Result<Envelope<E>, Box<CorruptEvent>> {
+    let RecordedEvent {
+        position,
+        stream,
+        version,
+        event_id,
+        event_type,
+        schema_version,
+        payload,
+        metadata,
+        recorded_at,
+    } = record;
+    match E::from_stored(&event_type, schema_version, payload) {
+        Ok(event) => Ok(Envelope {
+            event_id,
+            stream,
+            version,
+            position,
+            recorded_at,
+            metadata,
+            event,
+        }),
+        Err(source) => Err(Box::new(CorruptEvent {
+            stream,
+            version,
+            event_type,
+            schema_version,
+            source,
+        })),
+    }
+}
+
 /// Jittered exponential backoff: about 1 ms, 2 ms, 4 ms ... capped at about 256 ms, each
 /// scaled by a random factor in [0.5, 1.5) so racing writers spread out.
 fn backoff(attempt: u32) -> Duration {
@@ -342,10 +384,15 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_micros(base_us / 2 + fastrand::u64(0..base_us))
 }
 
-fn encode<E: EventSet>(events: &[E], metadata: &Metadata) -> Result<Vec<NewEvent>, EncodeError> {
+fn encode<E: EventSet>(
+    events: &[E],
+    metadata: &Metadata,
+    ids: Ids<'_>,
+) -> Result<Vec<NewEvent>, EncodeError> {
     events
         .iter()
-        .map(|event| {
+        .enumerate()
+        .map(|(index, event)| {
             let event_type = event.name();
             let mut payload = event
                 .to_payload()
@@ -358,7 +405,10 @@ fn encode<E: EventSet>(events: &[E], metadata: &Metadata) -> Result<Vec<NewEvent
                 });
             }
             Ok(NewEvent {
-                event_id: Uuid::now_v7(),
+                event_id: match ids {
+                    Ids::Fresh => Uuid::now_v7(),
+                    Ids::Caused(key) => key.event_id(index),
+                },
                 event_type: event_type.to_owned(),
                 schema_version: event.schema_version(),
                 payload,
