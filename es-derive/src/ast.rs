@@ -12,7 +12,7 @@ use syn::{
 };
 
 use crate::ctxt::Ctxt;
-use crate::symbol::{APPLY, CFG, CFG_ATTR, COMMAND, Symbol};
+use crate::symbol::{APPLY, CFG, CFG_ATTR, COMMAND, ES_CORE, Symbol};
 
 /// The impl block, with the `#[command]` / `#[apply]` markers stripped.
 pub(crate) struct AggregateImpl {
@@ -121,17 +121,29 @@ impl Marker {
         }
     }
 
-    /// The marker an attribute names.
-    fn of(attr: &Path) -> Option<Self> {
-        [Self::Command, Self::Apply]
+    /// The marker an attribute names: `#[command]`, or by path through es-core
+    /// (`#[es_core::command]`, `#[::es_core::prelude::apply]`) or through the `crate = path`
+    /// of a re-exporter. Another crate's `#[x::command]` is not ours.
+    fn of(attr: &Path, krate: Option<&Path>) -> Option<Self> {
+        let last = &attr.segments.last()?.ident;
+        let marker = [Self::Command, Self::Apply]
             .into_iter()
-            .find(|m| attr == m.symbol())
+            .find(|m| last == m.symbol())?;
+        let first = &attr.segments.first()?.ident;
+        let through_crate = krate
+            .and_then(|k| k.segments.first())
+            .is_some_and(|k| k.ident == *first);
+        (attr.segments.len() == 1 || first == ES_CORE || through_crate).then_some(marker)
     }
 }
 
-/// The model of the block; `Err` with the block (markers stripped) when it is not on a type
-/// the macro can name.
-pub(crate) fn parse(cx: &Ctxt, mut item: ItemImpl) -> Result<AggregateImpl, Box<ItemImpl>> {
+/// The model of the block; `Err` with the block (markers stripped, so they do not run as
+/// macros) when it is not on a type the macro can name.
+pub(crate) fn parse(
+    cx: &Ctxt,
+    mut item: ItemImpl,
+    krate: Option<&Path>,
+) -> Result<AggregateImpl, Box<ItemImpl>> {
     if let Some((path, _)) = &item.trait_ {
         cx.error_spanned_by(
             path,
@@ -142,7 +154,7 @@ pub(crate) fn parse(cx: &Ctxt, mut item: ItemImpl) -> Result<AggregateImpl, Box<
     let mut applies = Vec::new();
     for impl_item in &mut item.items {
         let ImplItem::Fn(f) = impl_item else { continue };
-        let Some((marker, conditional)) = take_marker(cx, f) else {
+        let Some((marker, conditional)) = take_marker(cx, f, krate) else {
             continue;
         };
         match marker {
@@ -171,14 +183,14 @@ pub(crate) fn parse(cx: &Ctxt, mut item: ItemImpl) -> Result<AggregateImpl, Box<
     })
 }
 
-/// Removes `#[command]` / `#[apply]` from the method (they are markers, not attributes rustc
-/// knows) and says which one it had, and whether the method is under a `#[cfg]` (reported
+/// Removes `#[command]` / `#[apply]` from the method (inside the block they are markers, not
+/// macros) and says which one it had, and whether the method is under a `#[cfg]` (reported
 /// here: the enums list every marked method, so it cannot come and go).
-fn take_marker(cx: &Ctxt, f: &mut ImplItemFn) -> Option<(Marker, bool)> {
+fn take_marker(cx: &Ctxt, f: &mut ImplItemFn, krate: Option<&Path>) -> Option<(Marker, bool)> {
     let mut found: Option<Marker> = None;
     let mut kept: Vec<Attribute> = Vec::with_capacity(f.attrs.len());
     for attr in std::mem::take(&mut f.attrs) {
-        let Some(marker) = Marker::of(attr.path()) else {
+        let Some(marker) = Marker::of(attr.path(), krate) else {
             kept.push(attr);
             continue;
         };

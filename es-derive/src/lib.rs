@@ -1,5 +1,6 @@
 //! Procedural macros of `es-core`: `#[derive(Event)]`, `#[derive(Command)]`,
-//! `#[derive(Aggregate)]` and `#[aggregate_impl]`. Use them through `es_core::prelude`.
+//! `#[derive(Aggregate)]`, `#[aggregate_impl]` and its method markers `#[command]` and
+//! `#[apply]`. Use them through `es_core::prelude`.
 //!
 //! This file holds only the entry points. The work is staged: `attr` parses attributes,
 //! `ast` builds a typed model of an `#[aggregate_impl]` block, `check` enforces the rules
@@ -45,4 +46,20 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn aggregate_impl(args: TokenStream, input: TokenStream) -> TokenStream {
     expand::aggregate_impl::attribute(args.into(), input.into()).into()
+}
+
+/// Marks a method of an `#[aggregate_impl]` block that decides a command:
+/// `fn(&self, cmd: C) -> Result<R, E>`. The block reads and removes it; anywhere else it is
+/// an error that says so.
+#[proc_macro_attribute]
+pub fn command(_args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::marker::stray(ast::Marker::Command, input.into()).into()
+}
+
+/// Marks a method of an `#[aggregate_impl]` block that applies an event:
+/// `fn(&mut self, event: &E)`. The block reads and removes it; anywhere else it is an error
+/// that says so.
+#[proc_macro_attribute]
+pub fn apply(_args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::marker::stray(ast::Marker::Apply, input.into()).into()
 }

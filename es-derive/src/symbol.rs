@@ -28,6 +28,9 @@ pub(crate) const ERROR: Symbol = Symbol("error");
 pub(crate) const CRATE: Symbol = Symbol("crate");
 pub(crate) const RENAME: Symbol = Symbol("rename");
 
+/// The crate the generated code names when no `crate = path` is given.
+pub(crate) const ES_CORE: Symbol = Symbol("es_core");
+
 impl PartialEq<Symbol> for Ident {
     fn eq(&self, word: &Symbol) -> bool {
         self == word.0

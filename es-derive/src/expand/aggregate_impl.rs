@@ -28,7 +28,7 @@ pub(crate) fn attribute(args: TokenStream, input: TokenStream) -> TokenStream {
             return with_errors(cx, input);
         }
     };
-    let mut model = match ast::parse(&cx, item) {
+    let mut model = match ast::parse(&cx, item, args.krate.as_ref()) {
         Ok(model) => model,
         Err(item) => return with_errors(cx, item.into_token_stream()),
     };
