@@ -97,7 +97,9 @@ pub use projection::{
     WaitError,
 };
 pub use repository::{Error, Executed, Loaded, Repository};
-pub use store::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+pub use store::{
+    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamAppend,
+};
 
 /// `#[derive(Event)]`: implements [`Event`] (`#[event(name = "...", version = N)]`).
 pub use es_derive::Event;

@@ -13,8 +13,8 @@ use crate::envelope::StreamId;
 use crate::position::Position;
 use crate::projection::Checkpoints;
 use crate::store::{
-    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, check_storable,
-    replayed_append,
+    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamAppend,
+    check_storable, replayed_append,
 };
 
 /// How many records a read copies out per lock: reads hold memory for one batch at a time.
@@ -115,54 +115,62 @@ impl InMemoryStore {
         self.len() == 0
     }
 
-    fn append_now(
-        &self,
-        stream: &StreamId,
-        expected: ExpectedVersion,
-        events: Vec<NewEvent>,
-    ) -> Result<Appended, StoreError> {
+    /// Appends to one or more streams atomically: every part is validated under the lock
+    /// (against the versions the earlier parts leave), then all are written, or none.
+    fn append_now(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
         // What PostgreSQL could not keep is refused here too: the stores answer the same.
-        check_storable(stream, &events)?;
+        for part in &parts {
+            check_storable(&part.stream, &part.events)?;
+        }
         let mut state = self.inner.write();
         // Taken under the lock, so recorded-at follows position order. PostgreSQL keeps
         // microseconds; so do we, so both stores return the same instant.
         let recorded_at: DateTime<Utc> = Utc::now().trunc_subsecs(6);
-        let actual = state.streams.get(stream).map_or(0, |v| to_u64(v.len()));
-        // A retry of an append that already landed gets its original outcome.
-        if let Some(first) = events.first()
-            && state.event_ids.contains_key(&first.event_id)
+        // Each part's outcome when it is a replay, or the version it appends after.
+        let mut plans: Vec<Result<Appended, u64>> = Vec::with_capacity(parts.len());
+        let mut versions: HashMap<&StreamId, u64> = HashMap::new();
+        let mut fresh = HashSet::new();
+        for StreamAppend {
+            stream,
+            expected,
+            events,
+        } in &parts
         {
-            let stored: Vec<Option<&RecordedEvent>> = events
-                .iter()
-                .map(|e| state.event_ids.get(&e.event_id).map(|&i| &*state.log[i]))
-                .collect();
-            return replayed_append(stream, expected, &events, &stored).ok_or(
-                StoreError::DuplicateEventId {
-                    event_id: first.event_id,
-                },
-            );
-        }
-        if !expected.matches(actual) {
-            return Err(StoreError::Conflict {
-                stream: stream.clone(),
-                expected,
-                actual,
+            let actual = versions.get(stream).copied().unwrap_or_else(|| {
+                state.streams.get(stream).map_or(0, |v| to_u64(v.len()))
             });
-        }
-        if events.is_empty() {
-            return Ok(Appended {
-                version: actual,
-                positions: Vec::new(),
-                recorded_at,
-            });
-        }
-        let mut fresh = HashSet::with_capacity(events.len());
-        for e in &events {
-            if state.event_ids.contains_key(&e.event_id) || !fresh.insert(e.event_id) {
-                return Err(StoreError::DuplicateEventId {
-                    event_id: e.event_id,
+            // A retry of an append that already landed gets its original outcome.
+            if let Some(first) = events.first()
+                && state.event_ids.contains_key(&first.event_id)
+            {
+                let stored: Vec<Option<&RecordedEvent>> = events
+                    .iter()
+                    .map(|e| state.event_ids.get(&e.event_id).map(|&i| &*state.log[i]))
+                    .collect();
+                let replayed = replayed_append(stream, *expected, events, &stored).ok_or(
+                    StoreError::DuplicateEventId {
+                        event_id: first.event_id,
+                    },
+                )?;
+                plans.push(Ok(replayed));
+                continue;
+            }
+            if !expected.matches(actual) {
+                return Err(StoreError::Conflict {
+                    stream: stream.clone(),
+                    expected: *expected,
+                    actual,
                 });
             }
+            for e in events {
+                if state.event_ids.contains_key(&e.event_id) || !fresh.insert(e.event_id) {
+                    return Err(StoreError::DuplicateEventId {
+                        event_id: e.event_id,
+                    });
+                }
+            }
+            versions.insert(stream, actual + to_u64(events.len()));
+            plans.push(Err(actual));
         }
         // Validated: from here on nothing fails, so the append is all or nothing.
         let State {
@@ -170,35 +178,45 @@ impl InMemoryStore {
             streams,
             event_ids,
         } = &mut *state;
-        let indices = streams.entry(stream.clone()).or_default();
-        let mut positions = Vec::with_capacity(events.len());
-        for (version, e) in (actual + 1..).zip(events) {
-            let index = log.len();
-            let position = Position::new(0, to_u64(index) + 1);
-            event_ids.insert(e.event_id, index);
-            log.push(Arc::new(RecordedEvent {
-                position,
-                stream: stream.clone(),
-                version,
-                event_id: e.event_id,
-                event_type: e.event_type,
-                schema_version: e.schema_version,
-                payload: e.payload,
-                metadata: e.metadata,
+        let mut outcomes = Vec::with_capacity(parts.len());
+        for (part, plan) in parts.into_iter().zip(plans) {
+            let actual = match plan {
+                Ok(replayed) => {
+                    outcomes.push(replayed);
+                    continue;
+                }
+                Err(actual) => actual,
+            };
+            let StreamAppend { stream, events, .. } = part;
+            let mut positions = Vec::with_capacity(events.len());
+            for (version, e) in (actual + 1..).zip(events) {
+                let index = log.len();
+                let position = Position::new(0, to_u64(index) + 1);
+                event_ids.insert(e.event_id, index);
+                log.push(Arc::new(RecordedEvent {
+                    position,
+                    stream: stream.clone(),
+                    version,
+                    event_id: e.event_id,
+                    event_type: e.event_type,
+                    schema_version: e.schema_version,
+                    payload: e.payload,
+                    metadata: e.metadata,
+                    recorded_at,
+                }));
+                streams.entry(stream.clone()).or_default().push(index);
+                positions.push(position);
+            }
+            outcomes.push(Appended {
+                version: actual + to_u64(positions.len()),
+                positions,
                 recorded_at,
-            }));
-            indices.push(index);
-            positions.push(position);
+            });
         }
-        let version = to_u64(indices.len());
         let head = log.len();
         drop(state);
         self.inner.head.send_replace(head);
-        Ok(Appended {
-            version,
-            positions,
-            recorded_at,
-        })
+        Ok(outcomes)
     }
 
     /// Up to `BATCH` records of the log from index `from`, below index `end`.
@@ -242,7 +260,19 @@ impl EventStore for InMemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        self.append_now(stream, expected, events)
+        let part = StreamAppend {
+            stream: stream.clone(),
+            expected,
+            events,
+        };
+        let mut outcomes = self.append_now(vec![part])?;
+        outcomes.pop().ok_or_else(|| {
+            StoreError::Backend("an append of one part returned no outcome".into())
+        })
+    }
+
+    async fn append_all(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
+        self.append_now(parts)
     }
 
     fn read_stream(

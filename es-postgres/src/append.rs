@@ -12,7 +12,10 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use es_core::store::{check_storable, replayed_append};
-use es_core::{Appended, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamId};
+use es_core::{
+    Appended, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamAppend,
+    StreamId,
+};
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
@@ -168,6 +171,37 @@ pub(crate) async fn append(
             result
         }
     }
+}
+
+/// Appends to several streams in one transaction: each part under its own savepoint (so a
+/// refusal can be looked into), the first refusal rolls back the whole.
+pub(crate) async fn append_all(
+    inner: &Inner,
+    parts: Vec<StreamAppend>,
+) -> Result<Vec<Appended>, StoreError> {
+    for part in &parts {
+        check_storable(&part.stream, &part.events)?;
+    }
+    let mut tx = inner.pool.begin().await.map_err(backend)?;
+    let mut outcomes = Vec::with_capacity(parts.len());
+    for part in parts {
+        // Dropping `tx` on an error rolls everything back.
+        outcomes.push(
+            append(
+                inner,
+                Some(&mut tx),
+                &part.stream,
+                part.expected,
+                part.events,
+            )
+            .await?,
+        );
+    }
+    tx.commit().await.map_err(backend)?;
+    if outcomes.iter().any(|a| !a.positions.is_empty()) {
+        inner.wake.appended();
+    }
+    Ok(outcomes)
 }
 
 /// The append itself, on one connection. `savepoint`: a failed statement must roll back to

@@ -74,7 +74,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use es_core::{
-    Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError, StreamId,
+    Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError,
+    StreamAppend, StreamId,
 };
 use futures::Stream;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -340,6 +341,10 @@ impl EventStore for PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
         append::append(&self.inner, None, stream, expected, events).await
+    }
+
+    async fn append_all(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
+        append::append_all(&self.inner, parts).await
     }
 
     fn read_stream(

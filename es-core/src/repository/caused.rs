@@ -101,7 +101,7 @@ where
         metadata.causation_id = Some(cause.event_id);
         metadata.correlation_id = Some(cause.metadata.correlation_id.unwrap_or(cause.event_id));
         match self
-            .run(id, command, metadata, None, Ids::Caused(&key))
+            .run(id, command, metadata, None, Ids::Caused(&key), &[])
             .await
         {
             // A redelivery that raced the first call: its ids are taken.

@@ -14,6 +14,7 @@ use crate::position::Position;
 use crate::store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
 
 mod caused;
+mod claims;
 
 /// Where the ids of a command's events come from.
 #[derive(Clone, Copy)]
@@ -51,6 +52,13 @@ pub enum Error<E> {
     /// An event the command decided could not be encoded: nothing was written.
     #[error(transparent)]
     Encode(#[from] EncodeError),
+    /// A value the command claims (`execute_claiming`) is already claimed: nothing was
+    /// written. Never retried.
+    #[error("{claim} is already claimed")]
+    Claimed {
+        /// The claim's stream (`{category}-{value}`).
+        claim: StreamId,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -227,7 +235,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         id: &A::Id,
         command: impl Into<A::Command>,
     ) -> Result<Executed<A::Event>, Error<A::Error>> {
-        self.run(id, command.into(), Metadata::default(), None, Ids::Fresh)
+        self.run(id, command.into(), Metadata::default(), None, Ids::Fresh, &[])
             .await
     }
 
@@ -242,7 +250,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         command: impl Into<A::Command>,
         metadata: Metadata,
     ) -> Result<Executed<A::Event>, Error<A::Error>> {
-        self.run(id, command.into(), metadata, None, Ids::Fresh)
+        self.run(id, command.into(), metadata, None, Ids::Fresh, &[])
             .await
     }
 
@@ -266,6 +274,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             Metadata::default(),
             Some(expected),
             Ids::Fresh,
+            &[],
         )
         .await
     }
@@ -277,6 +286,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         mut metadata: Metadata,
         expected: Option<ExpectedVersion>,
         ids: Ids<'_>,
+        claims: &[StreamId],
     ) -> Result<Executed<A::Event>, Error<A::Error>> {
         metadata.extra.values_mut().for_each(positive_zeros);
         let stream = self.stream_id(id);
@@ -309,7 +319,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             let records = encode(&events, &metadata, ids)?;
             let ids: Vec<Uuid> = records.iter().map(|r| r.event_id).collect();
             let append_expected = expected.unwrap_or(ExpectedVersion::Exact(loaded.version));
-            match self.store.append(&stream, append_expected, records).await {
+            let appended = if claims.is_empty() {
+                self.store.append(&stream, append_expected, records).await
+            } else {
+                claims::append(&self.store, &stream, append_expected, records, claims, &metadata)
+                    .await
+            };
+            match appended {
                 Ok(appended) => {
                     let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
                     let first = appended.version.saturating_sub(count) + 1;
@@ -333,6 +349,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         version: appended.version,
                         position: appended.positions.last().copied(),
                     });
+                }
+                // A claim taken is final: never retried.
+                Err(StoreError::Conflict { stream: taken, .. }) if claims.contains(&taken) => {
+                    return Err(Error::Claimed { claim: taken });
                 }
                 Err(StoreError::Conflict { .. }) if attempt < retries => {
                     tokio::time::sleep(backoff(attempt)).await;

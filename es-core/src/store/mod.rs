@@ -72,6 +72,17 @@ pub struct NewEvent {
     pub metadata: Metadata,
 }
 
+/// One stream's part of an atomic append to several streams ([`EventStore::append_all`]).
+#[derive(Clone, PartialEq, Debug)]
+pub struct StreamAppend {
+    /// The stream appended to.
+    pub stream: StreamId,
+    /// The version it must be at (after the parts before this one, for the same stream).
+    pub expected: ExpectedVersion,
+    /// Its new events.
+    pub events: Vec<NewEvent>,
+}
+
 /// A stored event as the store returns it.
 #[derive(Clone, PartialEq, Debug)]
 pub struct RecordedEvent {
@@ -186,6 +197,15 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
+
+    /// Appends to several streams atomically: every part's expected version is checked,
+    /// and all parts land, or none (the first refusal is the error). The outcomes come in
+    /// the parts' order. For set-based validation: a registration appends to the user's
+    /// stream and, with `NoStream`, to a stream keyed by the unique value.
+    fn append_all(
+        &self,
+        parts: Vec<StreamAppend>,
+    ) -> impl Future<Output = Result<Vec<Appended>, StoreError>> + Send;
 
     /// The events of `stream` from version `from` (inclusive; 1 is the first), in order.
     fn read_stream(

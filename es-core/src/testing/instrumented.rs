@@ -9,7 +9,9 @@ use futures::Stream;
 
 use crate::envelope::StreamId;
 use crate::position::Position;
-use crate::store::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+use crate::store::{
+    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamAppend,
+};
 
 /// Wraps any store; clones share the counters.
 ///
@@ -98,6 +100,16 @@ impl<S: EventStore> EventStore for Instrumented<S> {
         } else {
             self.inner.append(stream, expected, events).await
         };
+        if matches!(result, Err(StoreError::Conflict { .. })) {
+            self.counters.conflicts.fetch_add(1, Ordering::SeqCst);
+        }
+        result
+    }
+
+    /// Counted as one append; never refused by injection.
+    async fn append_all(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
+        self.counters.appends.fetch_add(1, Ordering::SeqCst);
+        let result = self.inner.append_all(parts).await;
         if matches!(result, Err(StoreError::Conflict { .. })) {
             self.counters.conflicts.fetch_add(1, Ordering::SeqCst);
         }

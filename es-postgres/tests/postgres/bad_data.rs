@@ -160,6 +160,25 @@ async fn the_bank_scenario_runs_on_postgres() {
     assert_eq!((summary.final_balance, summary.stream_events), (0, 14));
 }
 
+/// Set-based validation on PostgreSQL: of 16 concurrent registrations of one e-mail address
+/// (16 transactions racing on the claim stream), exactly one succeeds and nothing of the
+/// others is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_of_sixteen_registrations_of_one_email_wins() {
+    let store = support::store_with(20).await;
+    let race = bank::scenario::register_concurrently(store, "ada@example.com", 16)
+        .await
+        .expect("registrations");
+    assert_eq!(
+        race,
+        bank::scenario::RegistrationRace {
+            registered: 1,
+            claimed: 15,
+            written: 1
+        }
+    );
+}
+
 /// A record that no longer reads, in the middle of the log: reads and subscriptions deliver
 /// what comes before it, then the error naming it, then what comes after it (the consumer
 /// decides whether to stop).

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use es_core::{Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent};
-use es_core::{StoreError, StreamId};
+use es_core::{StoreError, StreamAppend, StreamId};
 use futures::Stream;
 use tokio::sync::Barrier;
 
@@ -36,6 +36,11 @@ impl<S: EventStore> EventStore for Gated<S> {
     ) -> Result<Appended, StoreError> {
         self.barrier.wait().await;
         self.inner.append(stream, expected, events).await
+    }
+
+    async fn append_all(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
+        self.barrier.wait().await;
+        self.inner.append_all(parts).await
     }
 
     fn read_stream(

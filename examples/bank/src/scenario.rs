@@ -13,6 +13,7 @@ use crate::domain::account::{
     Account, AccountCommand, AccountError, AccountEvent, AccountId, CloseAccount, Deposit,
     MAX_AMOUNT, OpenAccount, Withdraw,
 };
+use crate::domain::customer::{Customer, CustomerId, RegisterCustomer, email_claim};
 
 /// What the scenario did, for callers (and tests) that check it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -261,5 +262,73 @@ pub async fn run<S: EventStore>(store: S, out: &mut impl Write) -> Result<Summar
     if last.state.is_open() || !frozen {
         return Err("a closed account accepted a command".into());
     }
+
+    writeln!(
+        script.out,
+        "\n7. Sixteen customers register one e-mail address at once (set-based validation)"
+    )?;
+    let race = register_concurrently(store.clone(), " Grace@Example.com", 16).await?;
+    writeln!(
+        script.out,
+        "  {} registered; {} got `already claimed` and wrote nothing (customer streams written: {})",
+        race.registered, race.claimed, race.written
+    )?;
+    if race.registered != 1 || race.written != 1 {
+        return Err(format!("one registration must win: {race:?}").into());
+    }
     Ok(script.summary)
+}
+
+/// What [`register_concurrently`] saw.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RegistrationRace {
+    /// Registrations that succeeded.
+    pub registered: usize,
+    /// Registrations refused with `Error::Claimed`.
+    pub claimed: usize,
+    /// Customer streams holding any event afterwards.
+    pub written: usize,
+}
+
+/// `n` customers register `email` at once, each claiming it
+/// ([`Repository::execute_claiming`]).
+///
+/// # Errors
+///
+/// An outcome other than success or `Error::Claimed`, or a store failure.
+pub async fn register_concurrently<S: EventStore>(
+    store: S,
+    email: &str,
+    n: usize,
+) -> Result<RegistrationRace, BoxError> {
+    let customers = Repository::<Customer, _>::new(store.clone());
+    let claim = email_claim(email)?;
+    let start = Arc::new(tokio::sync::Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (customers, claim, start) = (customers.clone(), claim.clone(), Arc::clone(&start));
+            let command = RegisterCustomer {
+                name: format!("customer {i}"),
+                email: email.to_owned(),
+            };
+            tokio::spawn(async move {
+                let id = CustomerId::new();
+                start.wait().await;
+                (id, customers.execute_claiming(&id, command, [claim]).await)
+            })
+        })
+        .collect();
+    let mut race = RegistrationRace::default();
+    for task in tasks {
+        let (id, outcome) = task.await?;
+        match outcome {
+            Ok(_) => race.registered += 1,
+            Err(Error::Claimed { .. }) => race.claimed += 1,
+            Err(other) => return Err(format!("registration failed: {other}").into()),
+        }
+        if store.stream_version(&customers.stream_id(&id)).await? > 0 {
+            race.written += 1;
+        }
+    }
+    Ok(race)
 }

@@ -421,3 +421,104 @@ pub async fn an_append_retried_with_the_same_events_gets_its_original_outcome<S:
         "refusals wrote nothing"
     );
 }
+
+/// `append_all` appends to several streams atomically: all parts land in order with their
+/// own versions, or, when any part is refused, none does (the parts before it included).
+pub async fn append_all_is_atomic_across_streams<S: EventStore>(store: S) {
+    let (a, b) = (stream_id(), stream_id());
+    append(&store, &b, ExpectedVersion::NoStream, events(0, 1)).await;
+    let part = |stream: &StreamId, expected, events| StreamAppend {
+        stream: stream.clone(),
+        expected,
+        events,
+    };
+    // Refused by the second part: nothing of the first is written.
+    let refused = within(
+        WAIT,
+        "append_all",
+        store.append_all(vec![
+            part(&a, ExpectedVersion::NoStream, events(1, 3)),
+            part(&b, ExpectedVersion::NoStream, events(3, 4)),
+        ]),
+    )
+    .await;
+    match refused {
+        Err(StoreError::Conflict { stream, actual, .. }) => {
+            assert_eq!(stream, b, "the conflict names the refusing part's stream");
+            assert_eq!(actual, 1);
+        }
+        other => panic!("append_all with a stale part must be a Conflict, got {other:?}"),
+    }
+    assert_eq!(stream_version(&store, &a).await, 0, "no part of a refused append_all lands");
+    // Accepted: every part, in order; two parts of one stream follow each other.
+    let (x, y, z) = (events(10, 12), events(12, 13), events(13, 14));
+    let done = within(
+        WAIT,
+        "append_all",
+        store.append_all(vec![
+            part(&a, ExpectedVersion::NoStream, x.clone()),
+            part(&b, ExpectedVersion::Exact(1), y.clone()),
+            part(&a, ExpectedVersion::Exact(2), z.clone()),
+        ]),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("append_all must succeed: {e:?}"));
+    assert_eq!(
+        done.iter().map(|d| d.version).collect::<Vec<_>>(),
+        vec![2, 2, 3],
+        "each part's outcome, in order"
+    );
+    let mut want = recorded(&x, &a, 1, &done[0]);
+    want.extend(recorded(&z, &a, 3, &done[2]));
+    assert_records(&read_stream(&store, &a, 1).await, &want, "the parts of stream a");
+    assert_records(
+        &read_stream(&store, &b, 2).await,
+        &recorded(&y, &b, 2, &done[1]),
+        "the part of stream b",
+    );
+}
+
+/// Set-based validation under concurrency: 16 writers each append their own stream and,
+/// with `NoStream`, one shared claim stream, atomically. Exactly one wins; every loser gets
+/// a conflict on the claim and wrote nothing, its own stream included.
+pub async fn concurrent_claims_of_one_value_exactly_one_wins<S: EventStore>(store: S) {
+    const WRITERS: usize = 16;
+    let claim = stream_id();
+    let start = Arc::new(Barrier::new(WRITERS));
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|n| {
+            let (store, claim, start) = (store.clone(), claim.clone(), Arc::clone(&start));
+            tokio::spawn(async move {
+                let own = stream_id();
+                start.wait().await;
+                let parts = vec![
+                    StreamAppend {
+                        stream: own.clone(),
+                        expected: ExpectedVersion::NoStream,
+                        events: events(0, 2),
+                    },
+                    StreamAppend {
+                        stream: claim,
+                        expected: ExpectedVersion::NoStream,
+                        events: vec![event(u64::try_from(n).expect("small"))],
+                    },
+                ];
+                (own, within(WAIT, "a claim", store.append_all(parts)).await)
+            })
+        })
+        .collect();
+    let mut winners = 0;
+    for task in tasks {
+        let (own, result) = join(task, "a claimer").await;
+        match result {
+            Ok(_) => winners += 1,
+            Err(StoreError::Conflict { stream, .. }) => {
+                assert_eq!(stream, claim, "a loser's conflict is on the claim");
+                assert_eq!(stream_version(&store, &own).await, 0, "a loser wrote nothing");
+            }
+            Err(other) => panic!("a claim must win or conflict, got {other:?}"),
+        }
+    }
+    assert_eq!(winners, 1, "exactly one of {WRITERS} claims wins");
+    assert_eq!(stream_version(&store, &claim).await, 1);
+}

@@ -49,7 +49,7 @@ use uuid::Uuid;
 
 use crate::{
     Appended, EventStore, ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, StoreError,
-    StreamId,
+    StreamAppend, StreamId,
 };
 
 mod append;
@@ -96,6 +96,8 @@ macro_rules! conformance_tests {
             append_with_a_stored_event_id_fails_and_writes_nothing,
             append_with_an_event_id_repeated_in_the_batch_fails_and_writes_nothing,
             an_append_retried_with_the_same_events_gets_its_original_outcome,
+            append_all_is_atomic_across_streams,
+            concurrent_claims_of_one_value_exactly_one_wins,
             read_stream_from_a_version_is_inclusive,
             streams_are_independent,
             categories_are_kept_apart,

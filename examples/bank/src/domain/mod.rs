@@ -2,3 +2,4 @@
 //! transfers and statements later) share only the events declared here.
 
 pub mod account;
+pub mod customer;
