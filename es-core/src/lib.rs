@@ -98,7 +98,8 @@ pub use projection::{
 };
 pub use repository::{Error, Executed, Loaded, Repository};
 pub use store::{
-    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamAppend,
+    Appended, Delivery, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+    StreamAppend,
 };
 
 /// `#[derive(Event)]`: implements [`Event`] (`#[event(name = "...", version = N)]`).

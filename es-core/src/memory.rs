@@ -136,9 +136,10 @@ impl InMemoryStore {
             events,
         } in &parts
         {
-            let actual = versions.get(stream).copied().unwrap_or_else(|| {
-                state.streams.get(stream).map_or(0, |v| to_u64(v.len()))
-            });
+            let actual = versions
+                .get(stream)
+                .copied()
+                .unwrap_or_else(|| state.streams.get(stream).map_or(0, |v| to_u64(v.len())));
             // A retry of an append that already landed gets its original outcome.
             if let Some(first) = events.first()
                 && state.event_ids.contains_key(&first.event_id)
@@ -266,9 +267,9 @@ impl EventStore for InMemoryStore {
             events,
         };
         let mut outcomes = self.append_now(vec![part])?;
-        outcomes.pop().ok_or_else(|| {
-            StoreError::Backend("an append of one part returned no outcome".into())
-        })
+        outcomes
+            .pop()
+            .ok_or_else(|| StoreError::Backend("an append of one part returned no outcome".into()))
     }
 
     async fn append_all(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {

@@ -372,6 +372,15 @@ impl EventStore for PostgresStore {
         read::subscribe(Arc::clone(&self.inner), after)
     }
 
+    fn subscribe_types(
+        &self,
+        after: Option<Position>,
+        types: &'static [&'static str],
+    ) -> impl Stream<Item = Result<es_core::Delivery, StoreError>> + Send + Unpin + 'static + use<>
+    {
+        read::subscribe_types(Arc::clone(&self.inner), after, types)
+    }
+
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let mut conn = self.inner.pool.acquire().await.map_err(error::backend)?;
         append::stream_version(&mut conn, &self.inner, stream).await

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use es_core::{Metadata, Position, RecordedEvent, StoreError, StreamId};
+use es_core::{Delivery, Metadata, Position, RecordedEvent, StoreError, StreamId};
 use futures::{Stream, StreamExt, stream};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -140,10 +140,20 @@ where
     pages.flat_map(stream::iter)
 }
 
-/// Where a paged read is: the next version of a stream, or the last position of the log.
+/// Where a paged read is: the next version of a stream, the last position of the log, or
+/// the last position of the log read for some event types.
 enum Cursor {
-    Stream { stream: StreamId, from: i64 },
-    Log { after: Option<Position> },
+    Stream {
+        stream: StreamId,
+        from: i64,
+    },
+    Log {
+        after: Option<Position>,
+    },
+    Types {
+        after: Option<Position>,
+        types: &'static [&'static str],
+    },
 }
 
 impl Cursor {
@@ -159,6 +169,18 @@ impl Cursor {
                     .bind(transaction)
                     .bind(sequence)
             }
+            Self::Types { after, types } => {
+                let (transaction, sequence) = position_params(*after);
+                return sqlx::query(inner.sql.read_types.clone())
+                    .bind(transaction)
+                    .bind(sequence)
+                    .bind(inner.settings.batch)
+                    .bind(inner.settings.batch_bytes)
+                    .bind(*types)
+                    .fetch_all(&inner.pool)
+                    .await
+                    .map_err(backend);
+            }
         };
         query
             .bind(inner.settings.batch)
@@ -166,6 +188,67 @@ impl Cursor {
             .fetch_all(&inner.pool)
             .await
             .map_err(backend)
+    }
+
+    /// Whether a page of `rows` (as fetched) may be followed by more: full by count, or cut
+    /// by the byte bound (the running size reached it).
+    fn full(inner: &Inner, rows: &[&PgRow]) -> bool {
+        let by_count = i64::try_from(rows.len()).is_ok_and(|n| n >= inner.settings.batch);
+        let by_bytes = rows.last().is_some_and(|r| {
+            r.try_get::<i64, _>("running")
+                .is_ok_and(|b| b >= inner.settings.batch_bytes)
+        });
+        by_count || by_bytes
+    }
+
+    /// A subscription's page as deliveries: the records, and for a filtered read that
+    /// covered the log up to its head, the progress past the records of other types.
+    fn deliveries(
+        &mut self,
+        inner: &Inner,
+        rows: &[PgRow],
+    ) -> (Vec<Result<Delivery, StoreError>>, bool) {
+        let Self::Types { .. } = self else {
+            let (page, stuck) = self.decode(rows);
+            return (
+                page.into_iter().map(|r| r.map(Delivery::Record)).collect(),
+                stuck,
+            );
+        };
+        // The row of the head alone (no record matched) has no position.
+        let records: Vec<&PgRow> = rows
+            .iter()
+            .filter(|r| {
+                r.try_get::<Option<i64>, _>("position")
+                    .is_ok_and(|p| p.is_some())
+            })
+            .collect();
+        let head = rows.first().and_then(|r| {
+            let transaction: String = r.try_get("head_xid").ok()?;
+            let sequence: i64 = r.try_get("head_position").ok()?;
+            Some(Position::new(
+                transaction.parse().ok()?,
+                u64::try_from(sequence).ok()?,
+            ))
+        });
+        let mut page = Vec::with_capacity(records.len() + 1);
+        for row in &records {
+            let key = row_key(row);
+            let record = decode(row, &key);
+            let placed = self.advance(&key);
+            page.push(record.map(Delivery::Record));
+            if !placed {
+                return (page, true);
+            }
+        }
+        if !Self::full(inner, &records)
+            && let (Self::Types { after, .. }, Some(head)) = (&mut *self, head)
+            && after.is_none_or(|a| head > a)
+        {
+            *after = Some(head);
+            page.push(Ok(Delivery::Progress(head)));
+        }
+        (page, false)
     }
 
     /// Moves past the row at `key`; false when the key does not say where that is.
@@ -178,7 +261,7 @@ impl Cursor {
                 }
                 None => false,
             },
-            Self::Log { after } => match key.position {
+            Self::Log { after } | Self::Types { after, .. } => match key.position {
                 Some(p) => {
                     *after = Some(p);
                     true
@@ -215,14 +298,7 @@ fn paged(
         match cursor.fetch(&inner).await {
             Ok(rows) if rows.is_empty() => None,
             Ok(rows) => {
-                // More may follow when the page is full by count, or when the byte bound cut
-                // it (the running size reached the bound).
-                let by_count = i64::try_from(rows.len()).is_ok_and(|n| n >= inner.settings.batch);
-                let by_bytes = rows.last().is_some_and(|r| {
-                    r.try_get::<i64, _>("running")
-                        .is_ok_and(|b| b >= inner.settings.batch_bytes)
-                });
-                let full = by_count || by_bytes;
+                let full = Cursor::full(&inner, &rows.iter().collect::<Vec<_>>());
                 let (page, stuck) = cursor.decode(&rows);
                 let more = full && !stuck;
                 Some((page, (inner, more.then_some(cursor))))
@@ -309,7 +385,7 @@ impl Subscription {
         }
     }
 
-    async fn next_page(mut self) -> Option<(Page, Self)> {
+    async fn next_page(mut self) -> Option<(Vec<Result<Delivery, StoreError>>, Self)> {
         loop {
             if self.failed {
                 self.failed = false;
@@ -321,7 +397,11 @@ impl Subscription {
             match self.cursor.fetch(&self.inner).await {
                 Ok(rows) if rows.is_empty() => self.wait().await,
                 Ok(rows) => {
-                    let (page, stuck) = self.cursor.decode(&rows);
+                    let (page, stuck) = self.cursor.deliveries(&self.inner, &rows);
+                    if page.is_empty() {
+                        self.wait().await;
+                        continue;
+                    }
                     self.failed = stuck;
                     self.retry = None;
                     return Some((page, self));
@@ -339,20 +419,39 @@ pub(crate) fn subscribe(
     inner: Arc<Inner>,
     after: Option<Position>,
 ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static {
+    // The whole log delivers records only.
+    deliveries(inner, Cursor::Log { after }).filter_map(|item| {
+        std::future::ready(match item {
+            Ok(Delivery::Record(record)) => Some(Ok(record)),
+            Ok(Delivery::Progress(_)) => None,
+            Err(e) => Some(Err(e)),
+        })
+    })
+}
+
+pub(crate) fn subscribe_types(
+    inner: Arc<Inner>,
+    after: Option<Position>,
+    types: &'static [&'static str],
+) -> impl Stream<Item = Result<Delivery, StoreError>> + Send + Unpin + 'static {
+    deliveries(inner, Cursor::Types { after, types })
+}
+
+fn deliveries(
+    inner: Arc<Inner>,
+    cursor: Cursor,
+) -> impl Stream<Item = Result<Delivery, StoreError>> + Send + Unpin + 'static {
     let local = inner.wake.local();
     let remote = inner.wake.remote(inner.settings.listen);
     let subscription = Subscription {
         inner,
-        cursor: Cursor::Log { after },
+        cursor,
         local,
         remote,
         retry: None,
         failed: false,
     };
-    flatten(Box::pin(stream::unfold(
-        subscription,
-        Subscription::next_page,
-    )))
+    Box::pin(stream::unfold(subscription, Subscription::next_page)).flat_map(stream::iter)
 }
 
 // The oldest transaction id still running: a backend's, or a prepared transaction's.

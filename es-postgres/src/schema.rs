@@ -62,6 +62,7 @@ pub(crate) struct Statements {
     pub(crate) stream_version: SqlStr,
     pub(crate) read_stream: SqlStr,
     pub(crate) read_all: SqlStr,
+    pub(crate) read_types: SqlStr,
     pub(crate) stored_events: SqlStr,
     pub(crate) lag: SqlStr,
     pub(crate) head: SqlStr,
@@ -125,6 +126,27 @@ impl Statements {
                 ),
                 "xid_order, position",
                 "$4",
+            )),
+            // The records of some types after a position, and the last position a reader
+            // can see (`head`, NULL columns elsewhere when no record matches): a page short
+            // of the limit covered the log up to `head`, so the reader moves there. One
+            // snapshot for both, so nothing can land between them.
+            read_types: sql(format!(
+                "WITH horizon AS MATERIALIZED (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin), \
+                 head AS ( \
+                   SELECT e.transaction_id::text AS head_xid, e.position AS head_position \
+                   FROM {events} e, horizon \
+                   WHERE (e.transaction_id, e.position) > ($1::text::xid8, $2) AND e.transaction_id < horizon.xmin \
+                   ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1), \
+                 page AS ( \
+                   SELECT {COLUMNS}, transaction_id AS xid_order, {SIZE} FROM {events}, horizon \
+                   WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                     AND transaction_id < horizon.xmin AND event_type = ANY($5) \
+                   ORDER BY transaction_id, position LIMIT $3), \
+                 sized AS (SELECT page.*, sum(page.size) OVER (ORDER BY xid_order, position) AS running FROM page) \
+                 SELECT sized.*, head.head_xid, head.head_position \
+                 FROM head LEFT JOIN sized ON sized.running - sized.size < $4 \
+                 ORDER BY sized.xid_order, sized.position"
             )),
             lag: sql(format!(
                 "SELECT count(*) AS events, extract(epoch FROM now() - min(recorded_at))::float8 AS seconds \

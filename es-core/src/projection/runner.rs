@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use super::handle::{Control, ProjectionHandle, ProjectionState, ProjectionStatus, SkipError};
 use super::{ContextStore, HandlerError, Kind, Projection};
 use crate::position::Position;
-use crate::store::{RecordedEvent, StoreError};
+use crate::store::{Delivery, RecordedEvent, StoreError};
 
 /// How many records one unit of work handles at most.
 const BATCH: usize = 500;
@@ -206,7 +206,7 @@ struct Runner<S, P: Projection> {
     rate: Rate,
 }
 
-type Records = std::pin::Pin<Box<dyn Stream<Item = Result<RecordedEvent, StoreError>> + Send>>;
+type Records = std::pin::Pin<Box<dyn Stream<Item = Result<Delivery, StoreError>> + Send>>;
 
 impl<S, P> Runner<S, P>
 where
@@ -263,9 +263,14 @@ where
         Ok(start)
     }
 
+    /// The log after the position reached, filtered to the listener's types.
+    fn subscribe(&self) -> impl Stream<Item = Result<Delivery, StoreError>> + Send + 'static {
+        self.store.subscribe_types(self.position, P::EVENT_TYPES)
+    }
+
     /// Follows the log until stopped.
     async fn follow(&mut self) {
-        let mut records: Records = Box::pin(self.store.subscribe(self.position));
+        let mut records: Records = Box::pin(self.subscribe());
         loop {
             let item = tokio::select! {
                 biased;
@@ -287,7 +292,7 @@ where
             };
             let Some(item) = item else {
                 // A subscription never ends on its own; if it does, follow it again.
-                records = Box::pin(self.store.subscribe(self.position));
+                records = Box::pin(self.subscribe());
                 continue;
             };
             // What is ready now joins the batch (bounded), so catching up is batched.
@@ -312,7 +317,7 @@ where
                     return;
                 }
                 // Read again from where we are: a corrupt record skipped moved us past it.
-                records = Box::pin(self.store.subscribe(self.position));
+                records = Box::pin(self.subscribe());
             }
         }
     }
@@ -355,7 +360,7 @@ where
 
     /// Handles a batch: in one unit when it goes through; otherwise the records before the
     /// failing one, then the failing one alone until it succeeds or is skipped.
-    async fn process(&mut self, batch: &[RecordedEvent]) -> Flow {
+    async fn process(&mut self, batch: &[Delivery]) -> Flow {
         let mut start = 0;
         while start < batch.len() {
             let mut end = batch.len();
@@ -370,9 +375,17 @@ where
                     Err((i, _)) if i > 0 && S::DURABLE => end = start + i,
                     // In memory what came before stays applied.
                     Err((i, error)) => {
-                        let failing = &batch[start + i];
+                        let Delivery::Record(failing) = &batch[start + i] else {
+                            // Only a record's handler fails; a unit that could not even begin
+                            // or commit fails at its first delivery: retry it whole.
+                            tracing::warn!(projection = P::NAME, %error, "a unit of work failed; retrying");
+                            if let Flow::Stop = self.pause(FIRST_BACKOFF * 20, None).await {
+                                return Flow::Stop;
+                            }
+                            break;
+                        };
                         if i > 0 {
-                            self.position = Some(batch[start + i - 1].position);
+                            self.position = Some(batch[start + i - 1].position());
                             self.publish(0);
                         }
                         if let Flow::Stop = self.retry(failing, error).await {
@@ -389,8 +402,8 @@ where
 
     /// One unit of work over `records`: every record its handler takes, then the checkpoint
     /// at the last one. On failure: the index of the failing record, and why.
-    async fn attempt(&mut self, records: &[RecordedEvent]) -> Result<u64, (usize, HandlerError)> {
-        let Some(last) = records.last() else {
+    async fn attempt(&mut self, records: &[Delivery]) -> Result<u64, (usize, HandlerError)> {
+        let Some(last) = records.last().map(Delivery::position) else {
             return Ok(0);
         };
         let store_failed = |e: StoreError| (0, HandlerError::Store(e.to_string()));
@@ -404,7 +417,10 @@ where
             None
         };
         let mut handled = 0;
-        for (i, record) in records.iter().enumerate() {
+        for (i, delivery) in records.iter().enumerate() {
+            let Delivery::Record(record) = delivery else {
+                continue;
+            };
             if committed.is_some_and(|c| record.position <= c) {
                 continue;
             }
@@ -429,7 +445,7 @@ where
             }
             handled += 1;
         }
-        let position = committed.map_or(last.position, |c| c.max(last.position));
+        let position = committed.map_or(last, |c| c.max(last));
         S::commit(unit, P::NAME, position)
             .await
             .map_err(|e| (0, HandlerError::Store(e.to_string())))?;
@@ -473,7 +489,7 @@ where
                 // Skipped: move the checkpoint past it in a unit of its own.
                 return self.step_over(position).await;
             }
-            match self.attempt(std::slice::from_ref(record)).await {
+            match self.attempt(&[Delivery::Record(record.clone())]).await {
                 Ok(handled) => {
                     self.publish(handled);
                     return Flow::Go;

@@ -235,8 +235,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         id: &A::Id,
         command: impl Into<A::Command>,
     ) -> Result<Executed<A::Event>, Error<A::Error>> {
-        self.run(id, command.into(), Metadata::default(), None, Ids::Fresh, &[])
-            .await
+        self.run(
+            id,
+            command.into(),
+            Metadata::default(),
+            None,
+            Ids::Fresh,
+            &[],
+        )
+        .await
     }
 
     /// [`Repository::execute`] with metadata stored on every event it appends.
@@ -322,8 +329,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             let appended = if claims.is_empty() {
                 self.store.append(&stream, append_expected, records).await
             } else {
-                claims::append(&self.store, &stream, append_expected, records, claims, &metadata)
-                    .await
+                claims::append(
+                    &self.store,
+                    &stream,
+                    append_expected,
+                    records,
+                    claims,
+                    &metadata,
+                )
+                .await
             };
             match appended {
                 Ok(appended) => {

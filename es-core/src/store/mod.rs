@@ -83,6 +83,29 @@ pub struct StreamAppend {
     pub events: Vec<NewEvent>,
 }
 
+/// What a filtered subscription ([`EventStore::subscribe_types`]) delivers: a record of one
+/// of the types asked for, or how far the log has been read past records of other types.
+#[derive(Clone, PartialEq, Debug)]
+// Most deliveries are records, each moved once: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+pub enum Delivery {
+    /// A record of one of the types asked for.
+    Record(RecordedEvent),
+    /// Everything up to this position has been delivered or was of another type.
+    Progress(Position),
+}
+
+impl Delivery {
+    /// The position this delivery moves a reader to.
+    #[must_use]
+    pub fn position(&self) -> Position {
+        match self {
+            Self::Record(record) => record.position,
+            Self::Progress(position) => *position,
+        }
+    }
+}
+
 /// A stored event as the store returns it.
 #[derive(Clone, PartialEq, Debug)]
 pub struct RecordedEvent {
@@ -230,6 +253,28 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         after: Option<Position>,
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<Self>;
+
+    /// [`EventStore::subscribe`] for listeners that handle a few event types: records of
+    /// `types` as [`Delivery::Record`], and [`Delivery::Progress`] past the others, so a
+    /// listener's position moves on without reading what it does not handle. Stores
+    /// override it to filter where the data is (PostgreSQL: in SQL, on an index); the
+    /// default filters [`EventStore::subscribe`].
+    fn subscribe_types(
+        &self,
+        after: Option<Position>,
+        types: &'static [&'static str],
+    ) -> impl Stream<Item = Result<Delivery, StoreError>> + Send + Unpin + 'static + use<Self> {
+        use futures::StreamExt;
+        self.subscribe(after).map(move |item| {
+            item.map(|record| {
+                if types.contains(&record.event_type.as_str()) {
+                    Delivery::Record(record)
+                } else {
+                    Delivery::Progress(record.position)
+                }
+            })
+        })
+    }
 
     /// The stream's current version (0 when it has no event).
     fn stream_version(

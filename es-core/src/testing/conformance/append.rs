@@ -449,7 +449,11 @@ pub async fn append_all_is_atomic_across_streams<S: EventStore>(store: S) {
         }
         other => panic!("append_all with a stale part must be a Conflict, got {other:?}"),
     }
-    assert_eq!(stream_version(&store, &a).await, 0, "no part of a refused append_all lands");
+    assert_eq!(
+        stream_version(&store, &a).await,
+        0,
+        "no part of a refused append_all lands"
+    );
     // Accepted: every part, in order; two parts of one stream follow each other.
     let (x, y, z) = (events(10, 12), events(12, 13), events(13, 14));
     let done = within(
@@ -470,7 +474,11 @@ pub async fn append_all_is_atomic_across_streams<S: EventStore>(store: S) {
     );
     let mut want = recorded(&x, &a, 1, &done[0]);
     want.extend(recorded(&z, &a, 3, &done[2]));
-    assert_records(&read_stream(&store, &a, 1).await, &want, "the parts of stream a");
+    assert_records(
+        &read_stream(&store, &a, 1).await,
+        &want,
+        "the parts of stream a",
+    );
     assert_records(
         &read_stream(&store, &b, 2).await,
         &recorded(&y, &b, 2, &done[1]),
@@ -514,7 +522,11 @@ pub async fn concurrent_claims_of_one_value_exactly_one_wins<S: EventStore>(stor
             Ok(_) => winners += 1,
             Err(StoreError::Conflict { stream, .. }) => {
                 assert_eq!(stream, claim, "a loser's conflict is on the claim");
-                assert_eq!(stream_version(&store, &own).await, 0, "a loser wrote nothing");
+                assert_eq!(
+                    stream_version(&store, &own).await,
+                    0,
+                    "a loser wrote nothing"
+                );
             }
             Err(other) => panic!("a claim must win or conflict, got {other:?}"),
         }

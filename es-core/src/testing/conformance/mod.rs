@@ -109,6 +109,7 @@ macro_rules! conformance_tests {
             concurrent_subscribers_see_the_same_sequence,
             subscribe_resumes_after_a_position,
             subscribe_after_a_position_past_the_end_is_exclusive,
+            subscribe_types_delivers_its_types_and_progress_past_the_rest,
             racing_exact_appends_exactly_one_wins,
             concurrent_exact_appends_lose_no_update,
             concurrent_any_appends_all_succeed,

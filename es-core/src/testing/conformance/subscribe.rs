@@ -262,3 +262,61 @@ pub async fn subscribe_after_a_position_past_the_end_is_exclusive<S: EventStore>
         );
     }
 }
+
+/// `subscribe_types` delivers the records of the types asked for, in position order, and
+/// progress past the others: its deliveries reach the position of the last event appended,
+/// whatever its type, and never hand over a record of another type.
+pub async fn subscribe_types_delivers_its_types_and_progress_past_the_rest<S: EventStore>(
+    store: S,
+) {
+    const WANTED: &str = "ConformanceWanted";
+    let mark = mark(&store).await;
+    let stream = stream_id();
+    let wanted = |n: u64| NewEvent {
+        event_type: WANTED.to_owned(),
+        ..event(n)
+    };
+    // History: 3 wanted among 40 others.
+    let mut batch = events(0, 20);
+    batch.push(wanted(100));
+    batch.extend(events(20, 40));
+    batch.push(wanted(101));
+    batch.push(wanted(102));
+    let first = append(&store, &stream, ExpectedVersion::NoStream, batch.clone()).await;
+    let mut deliveries = Box::pin(store.subscribe_types(Some(mark), &[WANTED]));
+    let mut got = Vec::new();
+    let mut reached = mark;
+    let mut target = *first.positions.last().expect("appended");
+    let mut live_done = false;
+    loop {
+        let item = within(WAIT, "subscribe_types", deliveries.next())
+            .await
+            .unwrap_or_else(|| panic!("subscribe_types ended; it must go on live"))
+            .unwrap_or_else(|e| panic!("subscribe_types failed: {e:?}"));
+        let position = item.position();
+        assert!(
+            position > reached,
+            "deliveries move forward: {position} after {reached}"
+        );
+        reached = position;
+        if let crate::Delivery::Record(record) = item {
+            assert_eq!(record.event_type, WANTED, "only the types asked for");
+            got.push(record.payload["n"].as_u64().unwrap_or(0));
+        }
+        if reached >= target {
+            if live_done {
+                break;
+            }
+            // Then live: one other event, then a wanted one.
+            append(&store, &stream, ExpectedVersion::Any, events(50, 51)).await;
+            let last = append(&store, &stream, ExpectedVersion::Any, vec![wanted(103)]).await;
+            target = last.positions[0];
+            live_done = true;
+        }
+    }
+    assert_eq!(
+        got,
+        vec![100, 101, 102, 103],
+        "every wanted record, once, in order"
+    );
+}
