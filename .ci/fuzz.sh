@@ -9,6 +9,7 @@
 # - the toolchain is stable (rust-toolchain.toml): `--sanitizer none`, since AddressSanitizer
 #   needs nightly's -Zsanitizer. The targets are safe Rust, so what we hunt is panics, which
 #   libFuzzer catches with coverage instrumentation alone (stable -C flags);
+# - fuzz/ is a crate of its own (its own [workspace]), locked to the workspace's versions;
 # - the corpus starts from the committed seeds (fuzz/seeds/<target>/) and grows in
 #   fuzz/corpus/<target>/ (git-ignored, kept between local runs); the dictionary is
 #   fuzz/dicts/<target>.dict.
@@ -26,6 +27,10 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
   cargo install cargo-fuzz --locked
 fi
 log "$(cargo fuzz --version)"
+
+# The workspace's versions of every shared dependency: fuzz/ starts from the workspace's lock
+# file (its own is git-ignored) and cargo adds the fuzzing crates.
+cp Cargo.lock fuzz/Cargo.lock
 
 # One build for every target (coverage-instrumented, release with debug assertions).
 cargo fuzz build --sanitizer none --fuzz-dir fuzz
