@@ -116,12 +116,18 @@ pub use es_derive::Aggregate;
 /// `#[command]` and `#[apply]` methods and generates the event and command enums.
 pub use es_derive::aggregate_impl;
 
+/// `#[command]`: marks a method of an `#[aggregate_impl]` block that decides a command.
+pub use es_derive::command;
+
+/// `#[apply]`: marks a method of an `#[aggregate_impl]` block that applies an event.
+pub use es_derive::apply;
+
 /// Everything a domain module needs, and no name of the standard prelude.
 pub mod prelude {
     pub use crate::{
         Aggregate, AggregateRoot, Command, CommandSet, Envelope, Event, EventSet, EventStore,
         ExpectedVersion, InMemoryStore, Loaded, Metadata, Position, Projection, Projector,
-        Repository, StreamId, aggregate_impl,
+        Repository, StreamId, aggregate_impl, apply, command,
     };
 }
 
