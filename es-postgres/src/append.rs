@@ -182,25 +182,36 @@ pub(crate) async fn append_all(
     for part in &parts {
         check_storable(&part.stream, &part.events)?;
     }
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match append_all_once(inner, &parts).await {
+            // Another writer got in after this transaction took its id: a new transaction
+            // (a new id) appends after them, or refuses on their version.
+            Err(StoreError::TransactionTooOld { .. }) if attempts < RACE_RETRIES => {}
+            Ok(outcomes) => {
+                if outcomes.iter().any(|a| !a.positions.is_empty()) {
+                    inner.wake.appended();
+                }
+                return Ok(outcomes);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn append_all_once(
+    inner: &Inner,
+    parts: &[StreamAppend],
+) -> Result<Vec<Appended>, StoreError> {
     let mut tx = inner.pool.begin().await.map_err(backend)?;
     let mut outcomes = Vec::with_capacity(parts.len());
     for part in parts {
         // Dropping `tx` on an error rolls everything back.
-        outcomes.push(
-            append(
-                inner,
-                Some(&mut tx),
-                &part.stream,
-                part.expected,
-                part.events,
-            )
-            .await?,
-        );
+        let events = part.events.clone();
+        outcomes.push(append(inner, Some(&mut tx), &part.stream, part.expected, events).await?);
     }
     tx.commit().await.map_err(backend)?;
-    if outcomes.iter().any(|a| !a.positions.is_empty()) {
-        inner.wake.appended();
-    }
     Ok(outcomes)
 }
 
@@ -258,11 +269,16 @@ async fn append_on(
             .await;
         let refusal = match result {
             Ok(rows) if rows.len() == count && inserted(&rows) => return appended(stream, &rows),
-            // The WHERE on the expected version filtered everything out: the one row says
-            // which version the statement saw.
+            // The WHERE filtered everything out: the one row says which version the
+            // statement saw, and whether appending would have kept the stream's order.
             Ok(rows) => {
-                let seen: Option<i64> =
-                    rows.first().and_then(|r| r.try_get("current_version").ok());
+                let first = rows.first();
+                if first.is_some_and(|r| r.try_get::<bool, _>("in_order").is_ok_and(|o| !o)) {
+                    return Err(StoreError::TransactionTooOld {
+                        stream: stream.clone(),
+                    });
+                }
+                let seen: Option<i64> = first.and_then(|r| r.try_get("current_version").ok());
                 Err(seen)
             }
             Err(e) => {

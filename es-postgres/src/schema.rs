@@ -85,9 +85,20 @@ impl Statements {
             // version as this statement saw it comes back too (`current_version`, one row with
             // NULL elsewhere when nothing was inserted), so a conflict reports the version it
             // was decided against, not one read later.
+            //
+            // In a transaction of several statements (`append_in`, `append_all`), the
+            // transaction id may be older than that of the stream's last event (another
+            // writer committed after this transaction took its id): an event appended now
+            // would sort before that one in the global log, out of the stream's order. The
+            // statement refuses that (`in_order` false, nothing inserted). A transaction
+            // that has no id yet gets one above every committed one, and its own earlier
+            // events (same id) come before: always in order.
             append: sql(format!(
-                "WITH current AS (SELECT coalesce(max(version), 0) AS version FROM {events} \
-                                  WHERE category = $1 AND stream_id = $2), \
+                "WITH last AS (SELECT version, transaction_id FROM {events} \
+                               WHERE category = $1 AND stream_id = $2 ORDER BY version DESC LIMIT 1), \
+                 current AS (SELECT coalesce((SELECT version FROM last), 0) AS version, \
+                                    coalesce((SELECT transaction_id <= pg_current_xact_id_if_assigned() FROM last), true) \
+                                        AS in_order), \
                  inserted AS ( \
                    INSERT INTO {events} \
                        (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
@@ -96,11 +107,11 @@ impl Statements {
                    FROM current, \
                         UNNEST($4::text[], $5::int4[], $6::text[], $7::text[], $8::uuid[]) \
                             WITH ORDINALITY AS new(event_type, schema_version, payload, metadata, event_id, ord) \
-                   WHERE $3::int8 IS NULL OR current.version = $3::int8 \
+                   WHERE ($3::int8 IS NULL OR current.version = $3::int8) AND current.in_order \
                    ORDER BY new.ord \
                    RETURNING position, transaction_id, version, recorded_at) \
                  SELECT i.position, i.transaction_id::text AS transaction_xid, i.version, i.recorded_at, \
-                        c.version AS current_version \
+                        c.version AS current_version, c.in_order \
                  FROM current c LEFT JOIN inserted i ON true"
             )),
             stream_version: sql(format!(

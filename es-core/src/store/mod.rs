@@ -165,6 +165,18 @@ pub enum StoreError {
         /// The id that clashed.
         event_id: Uuid,
     },
+    /// An append inside a transaction of several statements came too late: another writer
+    /// appended to the stream after this transaction took its id, and an event appended now
+    /// would sort before theirs in the global log (PostgreSQL orders it by transaction id),
+    /// out of the stream's order. Nothing was written; retry the whole transaction.
+    #[error(
+        "cannot append to {stream} in this transaction: another writer appended to it after \
+         the transaction began writing; retry the transaction"
+    )]
+    TransactionTooOld {
+        /// The stream appended to.
+        stream: StreamId,
+    },
     /// The store cannot hold a record as given (a `\u0000` in a JSONB payload, a version past
     /// the database's integer range); nothing was written.
     #[error("cannot store event of {stream}: {reason}")]

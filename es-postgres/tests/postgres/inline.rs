@@ -268,3 +268,64 @@ async fn a_refused_append_in_needs_no_second_connection() {
         );
     }
 }
+
+/// The global log is ordered by transaction id. A transaction that took its id before
+/// another writer appended to the stream would put its event before theirs, out of the
+/// stream's order: `append_in` refuses that with `TransactionTooOld` (nothing written, the
+/// transaction still usable), and a new transaction appends in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_in_an_older_transaction_never_lands_out_of_stream_order() {
+    use futures::TryStreamExt;
+    let store = support::store().await;
+    let stream = StreamId::new("account", Uuid::now_v7().to_string());
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![deposited(1)])
+        .await
+        .expect("seed");
+    let mut old = store.pool().begin().await.expect("begin");
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *old)
+        .await
+        .expect("the transaction takes its id now");
+    store
+        .append(&stream, ExpectedVersion::Exact(1), vec![deposited(2)])
+        .await
+        .expect("another writer, with a later id, commits version 2");
+    for expected in [ExpectedVersion::Any, ExpectedVersion::Exact(2)] {
+        let err = store
+            .append_in(&mut old, &stream, expected, vec![deposited(3)])
+            .await
+            .expect_err("out of the stream's order");
+        assert!(
+            matches!(&err, StoreError::TransactionTooOld { stream: s } if *s == stream),
+            "{err:?}"
+        );
+    }
+    sqlx::query("SELECT 1")
+        .execute(&mut *old)
+        .await
+        .expect("the transaction is still usable");
+    old.commit().await.expect("commit");
+    let mut fresh = store.pool().begin().await.expect("begin");
+    store
+        .append_in(
+            &mut fresh,
+            &stream,
+            ExpectedVersion::Exact(2),
+            vec![deposited(3)],
+        )
+        .await
+        .expect("a new transaction appends in order");
+    fresh.commit().await.expect("commit");
+    let log: Vec<_> = store.read_all(None).try_collect().await.expect("read");
+    let versions: Vec<u64> = log
+        .iter()
+        .filter(|r| r.stream == stream)
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(
+        versions,
+        [1, 2, 3],
+        "the global log holds the stream in order"
+    );
+}
