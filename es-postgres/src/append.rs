@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::Inner;
 use crate::error::{backend, unique_violation};
+use crate::pinned::pinned;
 use crate::read::decode_row;
 
 /// How often an append retries a lost race on (stream, version) before giving up with the
@@ -32,20 +33,28 @@ const RACE_RETRIES: usize = 1_000;
 const SAVEPOINT: &str = "es_postgres_append";
 
 /// The stream's version, read on `conn` (0 for a stream no store can hold: it has no event).
+///
+/// `own`: `conn` is the store's own pool connection (not a caller's transaction), so the
+/// statement is pinned in a transaction of its own behind a transaction-pooling proxy.
 pub(crate) async fn stream_version(
     conn: &mut PgConnection,
     inner: &Inner,
     stream: &StreamId,
+    own: bool,
 ) -> Result<u64, StoreError> {
     if !es_core::store::is_storable_stream(stream) {
         return Ok(0);
     }
-    let version: i64 = sqlx::query_scalar(inner.sql.stream_version.clone())
-        .bind(stream.category())
-        .bind(stream.id())
-        .fetch_one(conn)
-        .await
-        .map_err(backend)?;
+    let pooled = inner.settings.pooled;
+    let version: i64 = pinned!(own && pooled, conn, |c| {
+        sqlx::query_scalar(inner.sql.stream_version.clone())
+            .persistent(!pooled)
+            .bind(stream.category())
+            .bind(stream.id())
+            .fetch_one(c)
+            .await
+    })
+    .map_err(backend)?;
     checked_version(stream, version)
 }
 
@@ -143,14 +152,15 @@ pub(crate) async fn append(
     check_storable(stream, &events)?;
     match conn {
         Some(conn) if conn.is_in_transaction() => {
-            sqlx::query(sqlx::AssertSqlSafe(format!("SAVEPOINT {SAVEPOINT}")))
+            // Plain-text statements (simple protocol): nothing prepared, one exchange.
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SAVEPOINT {SAVEPOINT}")))
                 .execute(&mut *conn)
                 .await
                 .map_err(backend)?;
-            let result = append_on(inner, conn, true, stream, expected, &events).await;
+            let result = append_on(inner, conn, true, false, stream, expected, &events).await;
             // Released on success and on refusal alike (a refusal rolled back to it first);
             // after a failure to release, the transaction's state is unknown: say so.
-            let release = sqlx::query(sqlx::AssertSqlSafe(format!(
+            let release = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "RELEASE SAVEPOINT {SAVEPOINT}"
             )))
             .execute(&mut *conn)
@@ -161,12 +171,12 @@ pub(crate) async fn append(
             }
         }
         // Not in a transaction: each statement commits on its own, as on the pool.
-        Some(conn) => append_on(inner, conn, false, stream, expected, &events).await,
+        Some(conn) => append_on(inner, conn, false, false, stream, expected, &events).await,
         None => {
             let mut conn = inner.pool.acquire().await.map_err(backend)?;
-            let result = append_on(inner, &mut conn, false, stream, expected, &events).await;
+            let result = append_on(inner, &mut conn, false, true, stream, expected, &events).await;
             if result.as_ref().is_ok_and(|a| !a.positions.is_empty()) {
-                inner.wake.appended();
+                inner.wake.appended(!inner.settings.pooled);
             }
             result
         }
@@ -191,7 +201,7 @@ pub(crate) async fn append_all(
             Err(StoreError::TransactionTooOld { .. }) if attempts < RACE_RETRIES => {}
             Ok(outcomes) => {
                 if outcomes.iter().any(|a| !a.positions.is_empty()) {
-                    inner.wake.appended();
+                    inner.wake.appended(!inner.settings.pooled);
                 }
                 return Ok(outcomes);
             }
@@ -216,11 +226,13 @@ async fn append_all_once(
 }
 
 /// The append itself, on one connection. `savepoint`: a failed statement must roll back to
-/// the savepoint before anything else runs on `conn`.
+/// the savepoint before anything else runs on `conn`. `own`: `conn` is the store's pool
+/// connection, each statement its own transaction.
 async fn append_on(
     inner: &Inner,
     conn: &mut PgConnection,
     savepoint: bool,
+    own: bool,
     stream: &StreamId,
     expected: ExpectedVersion,
     events: &[NewEvent],
@@ -231,7 +243,7 @@ async fn append_on(
         actual,
     };
     if events.is_empty() {
-        let actual = stream_version(conn, inner, stream).await?;
+        let actual = stream_version(conn, inner, stream, own).await?;
         return if expected.matches(actual) {
             Ok(Appended {
                 version: actual,
@@ -248,7 +260,7 @@ async fn append_on(
         ExpectedVersion::Exact(n) => match i64::try_from(n) {
             Ok(n) => Some(n),
             // No stream can be that long: the stream is elsewhere.
-            Err(_) => return Err(conflict(stream_version(conn, inner, stream).await?)),
+            Err(_) => return Err(conflict(stream_version(conn, inner, stream, own).await?)),
         },
     };
     let count = events.len();
@@ -256,17 +268,21 @@ async fn append_on(
 
     let mut races = 0;
     loop {
-        let result = sqlx::query(inner.sql.append.clone())
-            .bind(stream.category())
-            .bind(stream.id())
-            .bind(expected_version)
-            .bind(&cols.event_types)
-            .bind(&cols.schema_versions)
-            .bind(&cols.payloads)
-            .bind(&cols.metadata)
-            .bind(&cols.event_ids)
-            .fetch_all(&mut *conn)
-            .await;
+        let pooled = inner.settings.pooled;
+        let result = pinned!(own && pooled, conn, |c| {
+            sqlx::query(inner.sql.append.clone())
+                .persistent(!pooled)
+                .bind(stream.category())
+                .bind(stream.id())
+                .bind(expected_version)
+                .bind(&cols.event_types)
+                .bind(&cols.schema_versions)
+                .bind(&cols.payloads)
+                .bind(&cols.metadata)
+                .bind(&cols.event_ids)
+                .fetch_all(c)
+                .await
+        });
         let refusal = match result {
             Ok(rows) if rows.len() == count && inserted(&rows) => return appended(stream, &rows),
             // The WHERE filtered everything out: the one row says which version the
@@ -283,7 +299,7 @@ async fn append_on(
             }
             Err(e) => {
                 if savepoint {
-                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                         "ROLLBACK TO SAVEPOINT {SAVEPOINT}"
                     )))
                     .execute(&mut *conn)
@@ -295,7 +311,7 @@ async fn append_on(
         };
         // Refused. A retry of an append that already landed gets its original outcome, as
         // in memory: when its first event is stored, it is that retry or a duplicate.
-        let stored = stored_records(conn, inner, &cols.event_ids).await?;
+        let stored = stored_records(conn, inner, &cols.event_ids, own).await?;
         if stored.contains_key(&events[0].event_id) {
             let records: Vec<Option<&RecordedEvent>> =
                 events.iter().map(|e| stored.get(&e.event_id)).collect();
@@ -307,7 +323,7 @@ async fn append_on(
         }
         let error = match refusal {
             Err(Some(seen)) => return Err(conflict(checked_version(stream, seen)?)),
-            Err(None) => return Err(conflict(stream_version(conn, inner, stream).await?)),
+            Err(None) => return Err(conflict(stream_version(conn, inner, stream, own).await?)),
             Ok(error) => error,
         };
         match unique_violation(&error) {
@@ -316,7 +332,7 @@ async fn append_on(
                 if races >= RACE_RETRIES || (expected_version.is_some() && races > 1) {
                     // Only in a transaction whose snapshot predates the winner (REPEATABLE
                     // READ): the row that beat us is at a version past the one expected.
-                    let actual = stream_version(conn, inner, stream).await?;
+                    let actual = stream_version(conn, inner, stream, own).await?;
                     let past = expected_version
                         .and_then(|v| u64::try_from(v).ok())
                         .map_or(actual, |v| actual.max(v + 1));
@@ -348,17 +364,23 @@ fn inserted(rows: &[sqlx::postgres::PgRow]) -> bool {
     })
 }
 
-/// The stored records of these event ids (only those stored), read on `conn`.
+/// The stored records of these event ids (only those stored), read on `conn` (`own`: the
+/// store's pool connection).
 pub(crate) async fn stored_records(
     conn: &mut PgConnection,
     inner: &Inner,
     ids: &[Uuid],
+    own: bool,
 ) -> Result<HashMap<Uuid, RecordedEvent>, StoreError> {
-    let rows = sqlx::query(inner.sql.stored_events.clone())
-        .bind(ids)
-        .fetch_all(conn)
-        .await
-        .map_err(backend)?;
+    let pooled = inner.settings.pooled;
+    let rows = pinned!(own && pooled, conn, |c| {
+        sqlx::query(inner.sql.stored_events.clone())
+            .persistent(!pooled)
+            .bind(ids)
+            .fetch_all(c)
+            .await
+    })
+    .map_err(backend)?;
     rows.iter()
         .map(|row| decode_row(row).map(|r| (r.event_id, r)))
         .collect()

@@ -66,6 +66,7 @@
 mod append;
 mod error;
 mod listeners;
+mod pinned;
 mod read;
 mod schema;
 mod wake;
@@ -105,6 +106,9 @@ struct Settings {
     poll: Duration,
     /// Whether subscriptions `LISTEN` for other processes' appends.
     listen: bool,
+    /// Behind a transaction-pooling proxy: each statement in a transaction of its own, none
+    /// prepared by name, no `LISTEN` and no `NOTIFY` (see `pinned`).
+    pooled: bool,
 }
 
 const DEFAULTS: Settings = Settings {
@@ -112,6 +116,7 @@ const DEFAULTS: Settings = Settings {
     batch_bytes: 8 * 1024 * 1024,
     poll: Duration::from_millis(500),
     listen: true,
+    pooled: false,
 };
 
 /// An event store in PostgreSQL. Cheap to clone (it shares the pool).
@@ -227,6 +232,20 @@ impl PostgresStore {
         self.with(|s| s.listen = listen)
     }
 
+    /// Whether the pool connects through a transaction-pooling proxy (PgBouncer with
+    /// `pool_mode = transaction`; default false). There a server belongs to a client only
+    /// inside a transaction: the store then runs each statement in a transaction of its own
+    /// (two more round trips each), keeps no statement prepared by name, and neither
+    /// `LISTEN`s nor `NOTIFY`s (subscribers poll). Run [`PostgresStore::migrate`] on a
+    /// direct connection: migrations take a session lock.
+    #[must_use]
+    pub fn with_transaction_pooling(self, pooled: bool) -> Self {
+        self.with(|s| {
+            s.pooled = pooled;
+            s.listen = s.listen && !pooled;
+        })
+    }
+
     /// The pool.
     #[must_use]
     pub fn pool(&self) -> &PgPool {
@@ -309,7 +328,7 @@ impl PostgresStore {
     /// Wakes this process's subscriptions and notifies other processes: call after
     /// committing a transaction that appended with [`PostgresStore::append_in`].
     pub fn notify_committed(&self) {
-        self.inner.wake.appended();
+        self.inner.wake.appended(!self.inner.settings.pooled);
     }
 
     /// How far a subscriber at `after` is behind: committed events after it (including
@@ -383,7 +402,7 @@ impl EventStore for PostgresStore {
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let mut conn = self.inner.pool.acquire().await.map_err(error::backend)?;
-        append::stream_version(&mut conn, &self.inner, stream).await
+        append::stream_version(&mut conn, &self.inner, stream, true).await
     }
 
     async fn find_event(
@@ -392,7 +411,7 @@ impl EventStore for PostgresStore {
         event_id: uuid::Uuid,
     ) -> Result<Option<RecordedEvent>, StoreError> {
         let mut conn = self.inner.pool.acquire().await.map_err(error::backend)?;
-        let found = append::stored_records(&mut conn, &self.inner, &[event_id]).await?;
+        let found = append::stored_records(&mut conn, &self.inner, &[event_id], true).await?;
         Ok(found.into_values().find(|r| r.stream == *stream))
     }
 }

@@ -11,6 +11,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
 use crate::error::backend;
+use crate::pinned::pinned;
 use crate::read::position_params;
 use crate::{Inner, PostgresStore};
 
@@ -24,16 +25,23 @@ fn position(row: &PgRow) -> Result<Position, StoreError> {
     ))
 }
 
+/// `own`: the store's pool connection (pinned behind a transaction-pooling proxy), not a
+/// unit's transaction.
 async fn load(
     conn: &mut PgConnection,
     inner: &Inner,
     name: &str,
+    own: bool,
 ) -> Result<Option<Position>, StoreError> {
-    let row = sqlx::query(inner.sql.load_checkpoint.clone())
-        .bind(name)
-        .fetch_optional(conn)
-        .await
-        .map_err(backend)?;
+    let pooled = inner.settings.pooled;
+    let row = pinned!(own && pooled, conn, |c| {
+        sqlx::query(inner.sql.load_checkpoint.clone())
+            .persistent(!pooled)
+            .bind(name)
+            .fetch_optional(c)
+            .await
+    })
+    .map_err(backend)?;
     row.as_ref().map(position).transpose()
 }
 
@@ -42,34 +50,44 @@ async fn save(
     inner: &Inner,
     name: &str,
     at: Position,
+    own: bool,
 ) -> Result<(), StoreError> {
     let (transaction, sequence) = position_params(Some(at));
-    sqlx::query(inner.sql.save_checkpoint.clone())
-        .bind(name)
-        .bind(transaction)
-        .bind(sequence)
-        .execute(conn)
-        .await
-        .map_err(backend)?;
+    let pooled = inner.settings.pooled;
+    pinned!(own && pooled, conn, |c| {
+        sqlx::query(inner.sql.save_checkpoint.clone())
+            .persistent(!pooled)
+            .bind(name)
+            .bind(&transaction)
+            .bind(sequence)
+            .execute(c)
+            .await
+    })
+    .map_err(backend)?;
     Ok(())
 }
 
 impl Checkpoints for PostgresStore {
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
         let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
-        load(&mut conn, &self.inner, name).await
+        load(&mut conn, &self.inner, name, true).await
     }
 
     async fn save_checkpoint(&self, name: &str, at: Position) -> Result<(), StoreError> {
         let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
-        save(&mut conn, &self.inner, name, at).await
+        save(&mut conn, &self.inner, name, at, true).await
     }
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {
-        let row = sqlx::query(self.inner.sql.head.clone())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(backend)?;
+        let pooled = self.inner.settings.pooled;
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        let row = pinned!(pooled, conn, |c| {
+            sqlx::query(self.inner.sql.head.clone())
+                .persistent(!pooled)
+                .fetch_optional(c)
+                .await
+        })
+        .map_err(backend)?;
         row.as_ref().map(position).transpose()
     }
 }
@@ -91,6 +109,7 @@ impl ContextStore<PgConnection> for PostgresStore {
         // Waits while another process's runner of this listener is inside a batch: runners
         // take turns, and each batch starts from the checkpoint it finds under the lock.
         sqlx::query(self.inner.sql.lock_listener.clone())
+            .persistent(!self.inner.settings.pooled)
             .bind(name)
             .execute(&mut *tx)
             .await
@@ -109,11 +128,11 @@ impl ContextStore<PgConnection> for PostgresStore {
         unit: &mut ListenerTx,
         name: &str,
     ) -> Result<Option<Position>, StoreError> {
-        load(&mut unit.tx, &unit.inner, name).await
+        load(&mut unit.tx, &unit.inner, name, false).await
     }
 
     async fn commit(mut unit: ListenerTx, name: &str, at: Position) -> Result<(), StoreError> {
-        save(&mut unit.tx, &unit.inner, name, at).await?;
+        save(&mut unit.tx, &unit.inner, name, at, false).await?;
         unit.tx.commit().await.map_err(backend)
     }
 }

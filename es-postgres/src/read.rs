@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::Inner;
 use crate::error::backend;
+use crate::pinned::pinned;
 
 /// The transaction every subscriber of the server is waiting behind.
 #[derive(Clone, Debug, PartialEq)]
@@ -158,36 +159,39 @@ enum Cursor {
 
 impl Cursor {
     async fn fetch(&self, inner: &Inner) -> Result<Vec<PgRow>, StoreError> {
+        let pooled = inner.settings.pooled;
+        let (batch, bytes) = (inner.settings.batch, inner.settings.batch_bytes);
         let query = match self {
             Self::Stream { stream, from } => sqlx::query(inner.sql.read_stream.clone())
                 .bind(stream.category())
                 .bind(stream.id())
-                .bind(*from),
+                .bind(*from)
+                .bind(batch)
+                .bind(bytes),
             Self::Log { after } => {
                 let (transaction, sequence) = position_params(*after);
                 sqlx::query(inner.sql.read_all.clone())
                     .bind(transaction)
                     .bind(sequence)
+                    .bind(batch)
+                    .bind(bytes)
             }
             Self::Types { after, types } => {
                 let (transaction, sequence) = position_params(*after);
-                return sqlx::query(inner.sql.read_types.clone())
+                sqlx::query(inner.sql.read_types.clone())
                     .bind(transaction)
                     .bind(sequence)
-                    .bind(inner.settings.batch)
-                    .bind(inner.settings.batch_bytes)
+                    .bind(batch)
+                    .bind(bytes)
                     .bind(*types)
-                    .fetch_all(&inner.pool)
-                    .await
-                    .map_err(backend);
             }
         };
-        query
-            .bind(inner.settings.batch)
-            .bind(inner.settings.batch_bytes)
-            .fetch_all(&inner.pool)
-            .await
-            .map_err(backend)
+        let mut conn = inner.pool.acquire().await.map_err(backend)?;
+        pinned!(pooled, conn, |c| query
+            .persistent(!pooled)
+            .fetch_all(c)
+            .await)
+        .map_err(backend)
     }
 
     /// Whether a page of `rows` (as fetched) may be followed by more: full by count, or cut
@@ -341,12 +345,17 @@ pub(crate) fn position_params(after: Option<Position>) -> (String, i64) {
 
 pub(crate) async fn lag(inner: &Inner, after: Option<Position>) -> Result<Lag, StoreError> {
     let (transaction, sequence) = position_params(after);
-    let row = sqlx::query(inner.sql.lag.clone())
-        .bind(transaction)
-        .bind(sequence)
-        .fetch_one(&inner.pool)
-        .await
-        .map_err(backend)?;
+    let pooled = inner.settings.pooled;
+    let mut conn = inner.pool.acquire().await.map_err(backend)?;
+    let row = pinned!(pooled, conn, |c| {
+        sqlx::query(inner.sql.lag.clone())
+            .persistent(!pooled)
+            .bind(&transaction)
+            .bind(sequence)
+            .fetch_one(c)
+            .await
+    })
+    .map_err(backend)?;
     let events: i64 = row.try_get("events").map_err(backend)?;
     Ok(Lag {
         events: u64::try_from(events).unwrap_or(0),
@@ -465,29 +474,37 @@ const HOLDER: &str = "SELECT pid, gid, datname, application_name, state, xact_st
      ) holders ORDER BY age DESC LIMIT 1";
 
 pub(crate) async fn horizon(inner: &Inner) -> Result<Horizon, StoreError> {
-    let xmin: String = sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
-        .fetch_one(&inner.pool)
-        .await
-        .map_err(backend)?;
+    let pooled = inner.settings.pooled;
+    let mut conn = inner.pool.acquire().await.map_err(backend)?;
+    let xmin: String = pinned!(pooled, conn, |c| {
+        sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot())::text")
+            .persistent(!pooled)
+            .fetch_one(c)
+            .await
+    })
+    .map_err(backend)?;
     let xmin = xmin
         .parse()
         .map_err(|_| StoreError::Backend(format!("xmin {xmin:?} is not a u64").into()))?;
-    let holder = sqlx::query(HOLDER)
-        .fetch_optional(&inner.pool)
-        .await
-        .map_err(backend)?
-        .map(|row| -> Result<Holder, sqlx::Error> {
-            Ok(Holder {
-                pid: row.try_get("pid")?,
-                prepared: row.try_get("gid")?,
-                database: row.try_get("datname")?,
-                application: row.try_get("application_name")?,
-                state: row.try_get("state")?,
-                transaction_started: row.try_get("xact_start")?,
-                query: row.try_get("query")?,
-            })
+    let holder = pinned!(pooled, conn, |c| {
+        sqlx::query(HOLDER)
+            .persistent(!pooled)
+            .fetch_optional(c)
+            .await
+    })
+    .map_err(backend)?
+    .map(|row| -> Result<Holder, sqlx::Error> {
+        Ok(Holder {
+            pid: row.try_get("pid")?,
+            prepared: row.try_get("gid")?,
+            database: row.try_get("datname")?,
+            application: row.try_get("application_name")?,
+            state: row.try_get("state")?,
+            transaction_started: row.try_get("xact_start")?,
+            query: row.try_get("query")?,
         })
-        .transpose()
-        .map_err(backend)?;
+    })
+    .transpose()
+    .map_err(backend)?;
     Ok(Horizon { xmin, holder })
 }

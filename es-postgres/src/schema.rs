@@ -130,7 +130,7 @@ impl Statements {
             // still commit below this horizon and a reader never skips a late commit.
             read_all: sql(sized(
                 &format!(
-                    "SELECT {COLUMNS}, transaction_id AS xid_order, {SIZE} FROM {events} \
+                    "SELECT {COLUMNS}, transaction_id::text::numeric AS xid_order, {SIZE} FROM {events} \
                      WHERE (transaction_id, position) > ($1::text::xid8, $2) \
                        AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
                      ORDER BY transaction_id, position LIMIT $3"
@@ -150,7 +150,7 @@ impl Statements {
                    WHERE (e.transaction_id, e.position) > ($1::text::xid8, $2) AND e.transaction_id < horizon.xmin \
                    ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1), \
                  page AS ( \
-                   SELECT {COLUMNS}, transaction_id AS xid_order, {SIZE} FROM {events}, horizon \
+                   SELECT {COLUMNS}, transaction_id::text::numeric AS xid_order, {SIZE} FROM {events}, horizon \
                    WHERE (transaction_id, position) > ($1::text::xid8, $2) \
                      AND transaction_id < horizon.xmin AND event_type = ANY($5) \
                    ORDER BY transaction_id, position LIMIT $3), \

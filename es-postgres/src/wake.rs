@@ -85,10 +85,11 @@ impl Wake {
         receiver
     }
 
-    /// Call after an append committed.
-    pub(crate) fn appended(&self) {
+    /// Call after an append committed; `notify`: tell other processes too (not behind a
+    /// transaction-pooling proxy, where they poll).
+    pub(crate) fn appended(&self, notify: bool) {
         // The notifier subscribes first, so it sees this very append.
-        {
+        if notify {
             let mut task = self.notifier.lock().unwrap_or_else(PoisonError::into_inner);
             if task.as_ref().is_none_or(JoinHandle::is_finished) {
                 *task = self.start_notifier();

@@ -10,14 +10,9 @@
 //! and removes its directory. With neither, the tests fail and say what to install.
 //!
 //! The pool mode is `ES_PGBOUNCER_POOL_MODE` (that of the PgBouncer at `PGBOUNCER_URL`, or
-//! the one to start): `session` by default, because that is what the store supports today.
-//! Under `transaction` pooling sqlx 0.9 cannot work as the store uses it: it prepares a
-//! statement (Parse, Sync) and runs it (Bind, Execute, Sync) in two exchanges, and PgBouncer
-//! may hand each exchange another server connection ("unnamed prepared statement does not
-//! exist", or another client's statement bound to our parameters), named statements clash
-//! between clients ("prepared statement \"sqlx_s_1\" already exists"), and a statement
-//! cache of 0 does not help (sqlx still names them). The store must prepare unnamed
-//! statements (`.persistent(false)`) inside a transaction of their own for it to work.
+//! the one to start): `transaction` by default, the mode the store is built for behind a
+//! proxy ([`PostgresStore::with_transaction_pooling`]: each statement in a transaction of its
+//! own, none prepared by name). `session` runs the same suite on a session-pooling PgBouncer.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -204,7 +199,7 @@ pub(crate) fn pool_mode() -> &'static str {
         Ok(mode) if !mode.trim().is_empty() => {
             panic!("ES_PGBOUNCER_POOL_MODE={mode}: expected `session` or `transaction`")
         }
-        _ => "session".to_owned(),
+        _ => "transaction".to_owned(),
     })
 }
 
@@ -215,7 +210,7 @@ fn options() -> PgConnectOptions {
         PgConnectOptions::from_str(url).unwrap_or_else(|e| panic!("PGBOUNCER_URL {url}: {e}"));
     if pool_mode() == "transaction" {
         // Each transaction gets whichever server connection is free: a statement cached on
-        // one is unknown on the next.
+        // one is unknown on the next (the store prepares none by name there either).
         options.statement_cache_capacity(0)
     } else {
         options
@@ -249,6 +244,7 @@ pub(crate) async fn store_in(schema: &str) -> PostgresStore {
         .with_schema(schema)
         .expect("valid schema")
         .with_listen(false)
+        .with_transaction_pooling(pool_mode() == "transaction")
 }
 
 /// A store through PgBouncer in a fresh schema, migrated apart on a direct connection (the

@@ -1,7 +1,7 @@
 //! The es-core conformance suite on a `PostgresStore` reached through PgBouncer, with
 //! `LISTEN` off and the migrations run apart on a direct connection, and a subscriber that
 //! polls for another store's appends. See `bouncer` for how PgBouncer is found or started,
-//! and for why the pool mode is `session` unless `ES_PGBOUNCER_POOL_MODE=transaction`.
+//! and for the pool mode (`transaction` unless `ES_PGBOUNCER_POOL_MODE=session`).
 
 // The PostgreSQL harness, shared read-only with the `postgres` tests: the server behind
 // PgBouncer (DATABASE_URL, or a throwaway one). This target uses only part of it.
@@ -13,6 +13,10 @@ mod bouncer;
 
 mod conformance {
     es_core::conformance_tests!(async || crate::bouncer::store().await);
+}
+
+mod listeners {
+    es_core::projection_tests!(async || crate::bouncer::store().await);
 }
 
 mod polling;
