@@ -47,9 +47,11 @@
 //!   New ids then sort after every restored one. (Burning ids one by one is no option: it
 //!   would take days and run into wraparound.) Or reset subscribers' checkpoints and
 //!   rebuild their read models.
-//! - Behind a transaction-pooling proxy (PgBouncer), `LISTEN` does not work: turn it off
-//!   with [`PostgresStore::with_listen`] and subscribers poll. Migrations take a session
-//!   lock: run [`PostgresStore::migrate`] apart, on a direct connection.
+//! - Behind a transaction-pooling proxy (PgBouncer), use
+//!   [`PostgresStore::with_transaction_pooling`]: each statement runs in a transaction of
+//!   its own (two more round trips), none is prepared by name, and subscribers poll instead
+//!   of `LISTEN`. Migrations take a session lock: run [`PostgresStore::migrate`] apart, on a
+//!   direct connection.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
