@@ -93,8 +93,8 @@ pub use memory::InMemoryStore;
 pub use model::{Aggregate, AggregateRoot, Command, CommandSet, Event, EventSet};
 pub use position::{ParsePositionError, Position};
 pub use projection::{
-    Projection, ProjectionHandle, ProjectionState, ProjectionStatus, Projector, SkipError,
-    WaitError,
+    Projection, ProjectionHandle, ProjectionState, ProjectionStatus, Projector, ReadModel,
+    SkipError, WaitError,
 };
 pub use repository::{Error, Executed, Loaded, Repository};
 pub use store::{
@@ -122,12 +122,32 @@ pub use es_derive::command;
 /// `#[apply]`: marks a method of an `#[aggregate_impl]` block that applies an event.
 pub use es_derive::apply;
 
+/// `#[derive(Projection)]`: names a read model (`#[projection(name = "...", version = N)]`,
+/// both optional); `#[projection_impl]` implements [`Projection`] from its `#[on]` handlers.
+pub use es_derive::Projection;
+
+/// `#[derive(Reactor)]`: names a reactor (`#[reactor(name = "...")]`, optional);
+/// `#[reactor_impl]` implements [`Projection`] from its `#[on]` handlers.
+pub use es_derive::Reactor;
+
+/// `#[projection_impl]` on a read model's inherent impl: implements [`Projection`] from its
+/// `#[on]` handlers (`fn(&mut self, event: &E)`, or `&Envelope<E>`, optionally a last
+/// `ctx: &mut C`, the store's context).
+pub use es_derive::projection_impl;
+
+/// `#[reactor_impl]` on a reactor's inherent impl: implements [`Projection`] from its `#[on]`
+/// handlers (`fn(&self, event: &E)`, usually `async`), which stay callable as methods.
+pub use es_derive::reactor_impl;
+
+/// `#[on]`: marks a handler of a `#[projection_impl]` or `#[reactor_impl]` block.
+pub use es_derive::on;
+
 /// Everything a domain module needs, and no name of the standard prelude.
 pub mod prelude {
     pub use crate::{
         Aggregate, AggregateRoot, Command, CommandSet, Envelope, Event, EventSet, EventStore,
-        ExpectedVersion, InMemoryStore, Loaded, Metadata, Position, Projection, Projector,
-        Repository, StreamId, aggregate_impl, apply, command,
+        ExpectedVersion, InMemoryStore, Loaded, Metadata, Position, Projection, Projector, Reactor,
+        Repository, StreamId, aggregate_impl, apply, command, on, projection_impl, reactor_impl,
     };
 }
 
@@ -159,6 +179,84 @@ pub mod __private {
             });
         }
         serde_json::from_value(payload).map_err(DecodeError::Payload)
+    }
+
+    /// What `#[derive(Projection)]` and `#[derive(Reactor)]` give a listener.
+    pub trait ListenerMeta {
+        /// The checkpoint's key.
+        const NAME: &'static str;
+        /// The read model's version (1 for reactors).
+        const VERSION: u32;
+        /// Read model or reactor.
+        const KIND: crate::projection::Kind;
+    }
+
+    /// What an `#[on]` handler returns: `()`, or `Result<(), E>` with `E: Debug`.
+    #[diagnostic::on_unimplemented(
+        message = "an `#[on]` handler returns `()` or `Result<(), E>` (with `E: Debug`), not `{Self}`",
+        label = "return `()` or `Result<(), E>`"
+    )]
+    pub trait IntoHandled {
+        /// The handler's outcome for the runner.
+        ///
+        /// # Errors
+        ///
+        /// The handler's error, as its `Debug`.
+        fn into_handled(self) -> Result<(), crate::projection::HandlerError>;
+    }
+
+    impl IntoHandled for () {
+        fn into_handled(self) -> Result<(), crate::projection::HandlerError> {
+            Ok(())
+        }
+    }
+
+    impl<E: std::fmt::Debug> IntoHandled for Result<(), E> {
+        fn into_handled(self) -> Result<(), crate::projection::HandlerError> {
+            self.map_err(|e| crate::projection::HandlerError::handler(&e))
+        }
+    }
+
+    /// Reads a record as `T` for an `#[on]` handler (checking the schema version), without
+    /// copying the payload.
+    ///
+    /// # Errors
+    ///
+    /// The record does not read as `T`: a [`CorruptEvent`](crate::CorruptEvent) naming it.
+    pub fn decode_record<T: Event>(
+        record: &crate::RecordedEvent,
+    ) -> Result<T, crate::projection::HandlerError> {
+        let decoded = if record.schema_version == T::VERSION {
+            T::deserialize(&record.payload).map_err(DecodeError::Payload)
+        } else {
+            Err(DecodeError::UnsupportedVersion {
+                stored: record.schema_version,
+                current: T::VERSION,
+            })
+        };
+        decoded.map_err(|source| {
+            crate::projection::HandlerError::Decode(crate::CorruptEvent {
+                stream: record.stream.clone(),
+                version: record.version,
+                event_type: record.event_type.clone(),
+                schema_version: record.schema_version,
+                source,
+            })
+        })
+    }
+
+    /// The envelope of a record holding its decoded event.
+    #[must_use]
+    pub fn envelope_of<T>(record: &crate::RecordedEvent, event: T) -> crate::Envelope<T> {
+        crate::Envelope {
+            event_id: record.event_id,
+            stream: record.stream.clone(),
+            version: record.version,
+            position: record.position,
+            recorded_at: record.recorded_at,
+            metadata: record.metadata.clone(),
+            event,
+        }
     }
 
     /// `a == b` in a constant (the macros check stored names at compile time).

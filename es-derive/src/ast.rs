@@ -4,6 +4,7 @@
 //! does not hide the next; a method that cannot be called as written is kept with
 //! `valid: false`, so its variant exists and nothing calls it.
 
+pub(crate) mod listener;
 mod signature;
 
 use syn::{

@@ -10,7 +10,7 @@ use syn::{Attribute, Ident, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, AGGREGATE_IMPL, COMMAND, CRATE, ERROR, EVENT, ID, NAME, Symbol, VERSION,
+    AGGREGATE, AGGREGATE_IMPL, COMMAND, CRATE, ERROR, EVENT, ID, NAME, PROJECTION, Symbol, VERSION,
 };
 
 /// Parses the value of one key.
@@ -231,6 +231,105 @@ pub(crate) fn aggregate_attrs(cx: &Ctxt, attrs: &[Attribute], ident: &Ident) -> 
         error: error.value,
         krate: krate.value,
     }
+}
+
+/// `#[projection(...)]` or `#[reactor(...)]`.
+pub(crate) struct ListenerAttrs {
+    /// The checkpoint's key: given, or the type name in snake_case.
+    pub(crate) name: String,
+    /// The read model's version (reactors have none: they never replay).
+    pub(crate) version: u32,
+    pub(crate) krate: Option<Path>,
+}
+
+/// A listener's name: a checkpoint key, `[a-z0-9_]+` like a category.
+pub(crate) fn listener_attrs(
+    cx: &Ctxt,
+    attrs: &[Attribute],
+    attr: Symbol,
+    ident: &Ident,
+) -> ListenerAttrs {
+    let mut name = Slot::new(attr, NAME);
+    let mut version = Slot::new(attr, VERSION);
+    let mut krate = Slot::new(attr, CRATE);
+    let mut named = false;
+    {
+        let mut name_handler = |meta: &ParseNestedMeta<'_>| {
+            let lit: LitStr = meta.value()?.parse()?;
+            named = true;
+            if is_category(&lit.value()) {
+                name.set(cx, &meta.path, lit.value());
+            } else {
+                cx.error_spanned_by(
+                    &lit,
+                    format!(
+                        "invalid name {:?}: a listener's name is the key of its checkpoint: use only `a-z`, `0-9` and `_`, e.g. `name = \"balances\"`",
+                        lit.value()
+                    ),
+                );
+            }
+            Ok(())
+        };
+        let mut version_handler = |meta: &ParseNestedMeta<'_>| {
+            let lit: LitInt = meta.value()?.parse()?;
+            match lit.base10_parse::<u32>() {
+                Ok(v) if v >= 1 => version.set(cx, &meta.path, v),
+                _ => cx.error_spanned_by(
+                    &lit,
+                    "`version` is the read model's version, from 1: a new one is built beside the serving one",
+                ),
+            }
+            Ok(())
+        };
+        let mut krate_handler = |meta: &ParseNestedMeta<'_>| krate.parse(cx, meta);
+        if attr == PROJECTION {
+            parse_attrs(
+                cx,
+                attrs,
+                attr,
+                &mut [
+                    (NAME, &mut name_handler),
+                    (VERSION, &mut version_handler),
+                    (CRATE, &mut krate_handler),
+                ],
+            );
+        } else {
+            parse_attrs(
+                cx,
+                attrs,
+                attr,
+                &mut [(NAME, &mut name_handler), (CRATE, &mut krate_handler)],
+            );
+        }
+    }
+    let name = name.value.unwrap_or_else(|| {
+        let default = snake_case(&ident.to_string());
+        if !named && !is_category(&default) {
+            cx.error_spanned_by(
+                ident,
+                format!(
+                    "the name of `{ident}` would be {default:?}, but a listener's name uses only `a-z`, `0-9` and `_`: give one with `#[{attr}(name = \"...\")]`"
+                ),
+            );
+        }
+        default
+    });
+    ListenerAttrs {
+        name,
+        version: version.value.unwrap_or(1),
+        krate: krate.value,
+    }
+}
+
+/// The arguments of `#[projection_impl(...)]` / `#[reactor_impl(...)]`: only `crate`.
+pub(crate) fn listener_impl_args(cx: &Ctxt, attr: Symbol, args: TokenStream) -> Option<Path> {
+    let mut krate = Slot::new(attr, CRATE);
+    let mut table: [(Symbol, Handler<'_>); 1] = [(CRATE, &mut |meta| krate.parse(cx, meta))];
+    let parser = syn::meta::parser(|meta| dispatch(cx, attr, &meta, &mut table));
+    if let Err(err) = syn::parse::Parser::parse2(parser, args) {
+        cx.syn_error(err);
+    }
+    krate.value
 }
 
 pub(crate) struct ImplArgs {

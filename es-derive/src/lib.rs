@@ -1,6 +1,8 @@
 //! Procedural macros of `es-core`: `#[derive(Event)]`, `#[derive(Command)]`,
 //! `#[derive(Aggregate)]`, `#[aggregate_impl]` and its method markers `#[command]` and
-//! `#[apply]`. Use them through `es_core::prelude`.
+//! `#[apply]`; the read side's `#[derive(Projection)]`, `#[derive(Reactor)]`,
+//! `#[projection_impl]`, `#[reactor_impl]` and their handler marker `#[on]`. Use them through
+//! `es_core::prelude`.
 //!
 //! This file holds only the entry points. The work is staged: `attr` parses attributes,
 //! `ast` builds a typed model of an `#[aggregate_impl]` block, `check` enforces the rules
@@ -62,4 +64,49 @@ pub fn command(_args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn apply(_args: TokenStream, input: TokenStream) -> TokenStream {
     expand::marker::stray(ast::Marker::Apply, input.into()).into()
+}
+
+/// Names a listener that folds a read model: implements `es_core::__private::ListenerMeta`.
+/// `#[projection(name = "balances", version = 2)]`, both optional (default: the type name in
+/// snake_case, version 1; a new version is rebuilt beside the serving one).
+#[proc_macro_derive(Projection, attributes(projection))]
+pub fn derive_projection(input: TokenStream) -> TokenStream {
+    expand::listener::derive(
+        &parse_macro_input!(input as DeriveInput),
+        ast::listener::Kind::Projection,
+    )
+    .into()
+}
+
+/// Names a listener that reacts with commands (a process manager, a saga).
+/// `#[reactor(name = "transfers")]`, optional (default: the type name in snake_case).
+#[proc_macro_derive(Reactor, attributes(reactor))]
+pub fn derive_reactor(input: TokenStream) -> TokenStream {
+    expand::listener::derive(
+        &parse_macro_input!(input as DeriveInput),
+        ast::listener::Kind::Reactor,
+    )
+    .into()
+}
+
+/// On a read model's inherent impl block: implements `es_core::Projection` from its `#[on]`
+/// handlers, `fn(&mut self, event: &E)` (or `&Envelope<E>`, optionally a last `ctx: &mut C`).
+#[proc_macro_attribute]
+pub fn projection_impl(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::listener::attribute(args.into(), input.into(), ast::listener::Kind::Projection).into()
+}
+
+/// On a reactor's inherent impl block: implements `es_core::Projection` from its `#[on]`
+/// handlers, `fn(&self, event: &E)` (or `&Envelope<E>`), usually `async`. The handlers stay
+/// callable as ordinary methods.
+#[proc_macro_attribute]
+pub fn reactor_impl(args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::listener::attribute(args.into(), input.into(), ast::listener::Kind::Reactor).into()
+}
+
+/// Marks a handler of a `#[projection_impl]` or `#[reactor_impl]` block. The block reads and
+/// removes it; anywhere else it is an error that says so.
+#[proc_macro_attribute]
+pub fn on(_args: TokenStream, input: TokenStream) -> TokenStream {
+    expand::marker::stray_on(input.into()).into()
 }

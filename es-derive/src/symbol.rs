@@ -19,6 +19,11 @@ pub(crate) const APPLY: Symbol = Symbol("apply");
 pub(crate) const CFG: Symbol = Symbol("cfg");
 pub(crate) const CFG_ATTR: Symbol = Symbol("cfg_attr");
 pub(crate) const SERDE: Symbol = Symbol("serde");
+pub(crate) const PROJECTION: Symbol = Symbol("projection");
+pub(crate) const PROJECTION_IMPL: Symbol = Symbol("projection_impl");
+pub(crate) const REACTOR: Symbol = Symbol("reactor");
+pub(crate) const REACTOR_IMPL: Symbol = Symbol("reactor_impl");
+pub(crate) const ON: Symbol = Symbol("on");
 
 // Keys. `event` and `command` are also keys of `#[aggregate_impl(...)]`.
 pub(crate) const NAME: Symbol = Symbol("name");

@@ -30,6 +30,8 @@ const RARE: &str = "AccountFlagged";
 #[derive(Default)]
 struct Sum(i64);
 
+impl es_core::ReadModel for Sum {}
+
 impl Projection for Sum {
     const NAME: &'static str = "bench_sum";
     const VERSION: u32 = 1;
@@ -45,6 +47,8 @@ impl Projection for Sum {
 /// Counts the rare events in memory: reads 1% of the log.
 #[derive(Default)]
 struct Rare(u64);
+
+impl es_core::ReadModel for Rare {}
 
 impl Projection for Rare {
     const NAME: &'static str = "bench_rare";

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::Projection;
+use super::{Projection, ReadModel};
 use crate::position::Position;
 
 /// Where a listener is.
@@ -51,6 +51,9 @@ pub struct ProjectionStatus {
     pub rate: f64,
     /// Positions stepped over with [`ProjectionHandle::skip`].
     pub skipped: Vec<Position>,
+    /// Whether the runner has found where to start (its checkpoint; for a reactor's first
+    /// run, the end of the log) and follows the log: see [`ProjectionHandle::started`].
+    pub started: bool,
     /// Running, stopped, rebuilding or failed.
     pub state: ProjectionState,
 }
@@ -64,6 +67,7 @@ impl ProjectionStatus {
             handled: 0,
             rate: 0.0,
             skipped: Vec::new(),
+            started: false,
             state: ProjectionState::Running,
         }
     }
@@ -200,6 +204,24 @@ impl<P: Projection> ProjectionHandle<P> {
         }
     }
 
+    /// Waits until the runner has found where to start and follows the log. A reactor's
+    /// first run starts at the end of the log as the runner finds it, so await this before
+    /// appending what a new reactor must see. Returns at once when it stopped first.
+    pub async fn started(&self) {
+        let mut status = self.status.clone();
+        loop {
+            {
+                let now = status.borrow_and_update();
+                if now.started || now.state == ProjectionState::Stopped {
+                    return;
+                }
+            }
+            if status.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Steps over the record at `position`, which must be the one the listener is failing
     /// at; the skip is recorded in [`ProjectionStatus::skipped`].
     ///
@@ -224,10 +246,10 @@ impl<P: Projection> ProjectionHandle<P> {
     }
 }
 
-impl<P: Projection<Context = ()>> ProjectionHandle<P> {
+impl<P: ReadModel<Context = ()>> ProjectionHandle<P> {
     /// Reads the in-memory read model.
     pub fn read<R>(&self, f: impl FnOnce(&P) -> R) -> R {
-        // A projection without context always keeps its model here (see `Projector::spawn`).
+        // A read model without context always keeps its model here (see `Projector::spawn`).
         let state = self
             .state
             .as_ref()

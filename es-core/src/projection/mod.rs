@@ -66,6 +66,17 @@ pub trait Projection: Send + Sync + 'static {
     ) -> HandleFuture<'a>;
 }
 
+/// A listener that keeps a read model in memory, which its handle can [`read`]:
+/// `#[derive(Projection)]` implements it (a reactor keeps none). A hand-written read model
+/// implements it too; a reactor (`KIND = Kind::Reactor`) must not.
+///
+/// [`read`]: ProjectionHandle::read
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` keeps no read model in memory: only a read model's handle can `read`",
+    note = "a reactor's handle has no `read`; a read model derives `Projection`"
+)]
+pub trait ReadModel: Projection {}
+
 /// Why a handler did not take a record.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

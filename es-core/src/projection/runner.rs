@@ -53,6 +53,7 @@ enum Start {
 /// #[derive(Default)]
 /// struct Count { events: u64 }
 ///
+/// impl es_core::ReadModel for Count {}
 /// impl Projection for Count {
 ///     const NAME: &'static str = "count";
 ///     const VERSION: u32 = 1;
@@ -129,8 +130,9 @@ where
         let (status_tx, status) = watch::channel(ProjectionStatus::new(P::NAME));
         let (control, control_rx) = mpsc::unbounded_channel();
         // A read model without a durable context lives in memory, readable by handles; a
-        // durable one is owned by the runner (its handlers are async and hold it).
-        let (model, state) = if S::DURABLE {
+        // durable one, or a reactor, is owned by the runner (its handlers are async and hold
+        // it across their awaits).
+        let (model, state) = if S::DURABLE || P::KIND == Kind::Reactor {
             (Model::Owned(self.listener), None)
         } else {
             let shared = Arc::new(RwLock::new(self.listener));
@@ -271,6 +273,7 @@ where
     /// Follows the log until stopped.
     async fn follow(&mut self) {
         let mut records: Records = Box::pin(self.subscribe());
+        self.status.send_modify(|s| s.started = true);
         loop {
             let item = tokio::select! {
                 biased;

@@ -77,6 +77,8 @@ impl Tally {
     }
 }
 
+impl crate::ReadModel for Tally {}
+
 impl Projection for Tally {
     const NAME: &'static str = "conformance_tally";
     const VERSION: u32 = 1;

@@ -30,3 +30,18 @@ pub(crate) fn stray(marker: Marker, item: TokenStream) -> TokenStream {
     let error = syn::Error::new(Span::call_site(), message).to_compile_error();
     quote!(#item #error)
 }
+
+/// `#[on]` where no `#[projection_impl]` / `#[reactor_impl]` took it.
+pub(crate) fn stray_on(item: TokenStream) -> TokenStream {
+    let method = syn::parse2::<ImplItemFn>(item.clone())
+        .map(|f| f.sig.ident)
+        .or_else(|_| syn::parse2::<ItemFn>(item.clone()).map(|f| f.sig.ident));
+    let message = match method {
+        Ok(method) => format!(
+            "`#[on]` only works inside a `#[projection_impl]` or `#[reactor_impl]` block: add the one for your listener to the `impl` block that holds `fn {method}`"
+        ),
+        Err(_) => "`#[on]` marks a handler of a `#[projection_impl]` or `#[reactor_impl]` block: `#[on] fn deposited(&mut self, e: &MoneyDeposited)`".to_owned(),
+    };
+    let error = syn::Error::new(Span::call_site(), message).to_compile_error();
+    quote!(#item #error)
+}

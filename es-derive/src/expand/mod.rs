@@ -9,6 +9,7 @@ pub(crate) mod aggregate_impl;
 pub(crate) mod aggregate_trait;
 pub(crate) mod command;
 pub(crate) mod event;
+pub(crate) mod listener;
 pub(crate) mod marker;
 
 use proc_macro2::{Span, TokenStream, TokenTree};

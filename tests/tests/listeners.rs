@@ -1,0 +1,246 @@
+//! The read side through its macros, on the in-memory store: a read model folded from the
+//! log (`#[derive(Projection)]`, `#[projection_impl]`, `#[on]`) read right after a command
+//! with `wait_for`, and a reactor (`#[derive(Reactor)]`, `#[reactor_impl]`) that answers an
+//! event with an idempotent command.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bank::domain::account::{
+    Account, AccountError, AccountId, AccountOpened, Deposit, MoneyDeposited, MoneyWithdrawn,
+    OpenAccount, Withdraw,
+};
+use es_core::prelude::*;
+use es_core::{Error, ProjectionState};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Balances and owners per account, in memory.
+#[derive(Projection, Default, Clone, Debug)]
+#[projection(name = "balances")]
+struct Balances {
+    by_account: HashMap<String, i64>,
+    owners: HashMap<String, String>,
+    /// How many withdrawals it refused to fold (none, unless asked to fail).
+    fail_on: Option<u64>,
+}
+
+#[projection_impl]
+impl Balances {
+    #[on]
+    fn opened(&mut self, e: &Envelope<AccountOpened>) {
+        self.owners
+            .insert(e.stream.id().to_owned(), e.event.owner.clone());
+    }
+
+    #[on]
+    fn deposited(&mut self, e: &Envelope<MoneyDeposited>) {
+        *self.by_account.entry(e.stream.id().to_owned()).or_default() +=
+            i64::try_from(e.event.amount).unwrap_or(i64::MAX);
+    }
+
+    #[on]
+    fn withdrawn(&mut self, e: &Envelope<MoneyWithdrawn>) -> Result<(), String> {
+        // Decide, then mutate: a refusal leaves the model as it was.
+        if self.fail_on == Some(e.event.amount) {
+            return Err(format!("refusing a withdrawal of {}", e.event.amount));
+        }
+        *self.by_account.entry(e.stream.id().to_owned()).or_default() -=
+            i64::try_from(e.event.amount).unwrap_or(i64::MAX);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_model_is_read_right_after_a_command() {
+    let store = InMemoryStore::new();
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let balances = Projector::new(store.clone(), Balances::default()).spawn();
+    assert_eq!(balances.status().name, "balances");
+    let id = AccountId::new();
+    accounts
+        .execute(
+            &id,
+            OpenAccount {
+                owner: "Ada".into(),
+            },
+        )
+        .await
+        .expect("open");
+    accounts
+        .execute(&id, Deposit { amount: 500 })
+        .await
+        .expect("deposit");
+    let done = accounts
+        .execute(&id, Withdraw { amount: 200 })
+        .await
+        .expect("withdraw");
+    balances
+        .wait_for(done.position.expect("appended"), WAIT)
+        .await
+        .expect("read your writes");
+    let key = id.to_string();
+    assert_eq!(
+        balances.read(|b| b.by_account.get(&key).copied()),
+        Some(300)
+    );
+    assert_eq!(
+        balances.read(|b| b.owners.get(&key).cloned()).as_deref(),
+        Some("Ada")
+    );
+    balances.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_shows_in_the_status_and_skip_moves_past_it() {
+    let store = InMemoryStore::new();
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let balances = Projector::new(
+        store.clone(),
+        Balances {
+            fail_on: Some(7),
+            ..Balances::default()
+        },
+    )
+    .spawn();
+    let id = AccountId::new();
+    accounts
+        .execute(
+            &id,
+            OpenAccount {
+                owner: "Ada".into(),
+            },
+        )
+        .await
+        .expect("open");
+    accounts
+        .execute(&id, Deposit { amount: 50 })
+        .await
+        .expect("deposit");
+    let bad = accounts
+        .execute(&id, Withdraw { amount: 7 })
+        .await
+        .expect("withdraw");
+    let bad = bad.position.expect("appended");
+    let err = balances
+        .wait_for(bad, Duration::from_millis(300))
+        .await
+        .expect_err("the handler refuses it");
+    assert!(err.to_string().contains("balances"), "{err}");
+    assert!(
+        matches!(balances.status().state, ProjectionState::Failed { position, ref error }
+            if position == bad && error.contains("refusing a withdrawal of 7")),
+        "{:?}",
+        balances.status()
+    );
+    balances.skip(bad).await.expect("skip it");
+    balances.wait_for(bad, WAIT).await.expect("past it");
+    assert_eq!(
+        balances.read(|b| b.by_account[&id.to_string()]),
+        50,
+        "nothing of it folded"
+    );
+    assert_eq!(balances.status().skipped, vec![bad]);
+    balances.stop().await;
+}
+
+/// Every new account gets a welcome bonus: a reactor answering `AccountOpened` with an
+/// idempotent, caused deposit.
+#[derive(Reactor)]
+#[reactor(name = "welcome_bonus")]
+struct WelcomeBonus {
+    accounts: Repository<Account, InMemoryStore>,
+}
+
+#[reactor_impl]
+impl WelcomeBonus {
+    #[on]
+    async fn opened(&self, e: &Envelope<AccountOpened>) -> Result<(), Error<AccountError>> {
+        let Ok(id) = e.stream.id().parse::<AccountId>() else {
+            return Ok(());
+        };
+        self.accounts
+            .execute_caused_by(e, &id, Deposit { amount: 100 })
+            .await?;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reactor_answers_new_events_with_caused_commands() {
+    let store = InMemoryStore::new();
+    let accounts = Repository::<Account, _>::new(store.clone());
+    // Before the reactor's first run: history it never replays.
+    let old = AccountId::new();
+    accounts
+        .execute(
+            &old,
+            OpenAccount {
+                owner: "Old".into(),
+            },
+        )
+        .await
+        .expect("open");
+    let reactor = Projector::new(
+        store.clone(),
+        WelcomeBonus {
+            accounts: accounts.clone(),
+        },
+    )
+    .spawn();
+    // Its first run starts at the end of the log as it finds it.
+    reactor.started().await;
+    let id = AccountId::new();
+    let opened = accounts
+        .execute(
+            &id,
+            OpenAccount {
+                owner: "Ada".into(),
+            },
+        )
+        .await
+        .expect("open");
+    reactor
+        .wait_for(opened.position.expect("appended"), WAIT)
+        .await
+        .expect("the reactor handled it");
+    let loaded = accounts.load(&id).await.expect("load");
+    assert_eq!(loaded.state.balance(), 100, "the bonus");
+    assert_eq!(loaded.version, 2);
+    assert_eq!(
+        accounts.load(&old).await.expect("load").state.balance(),
+        0,
+        "no history replayed on the first run"
+    );
+    // Redelivered (the reactor restarted from an older checkpoint): still one bonus.
+    reactor.stop().await;
+    let again = Projector::new(
+        store.clone(),
+        WelcomeBonus {
+            accounts: accounts.clone(),
+        },
+    )
+    .spawn();
+    let marker = accounts
+        .execute(&id, Deposit { amount: 1 })
+        .await
+        .expect("deposit");
+    again
+        .wait_for(marker.position.expect("appended"), WAIT)
+        .await
+        .expect("resumed");
+    assert_eq!(accounts.load(&id).await.expect("load").state.balance(), 101);
+    // The handler is an ordinary method too.
+    let direct = WelcomeBonus {
+        accounts: accounts.clone(),
+    };
+    let cause = es_core::testing::envelope(
+        accounts.stream_id(&id),
+        1,
+        AccountOpened {
+            owner: "Ada".into(),
+        },
+    );
+    direct.opened(&cause).await.expect("callable");
+    again.stop().await;
+}
