@@ -92,3 +92,58 @@ fn expansion_is_lint_clean_and_works() {
     assert_eq!(LintAccountEvent::NAMES, &["Opened", "Closed"]);
     assert_eq!(events[0].schema_version(), 2);
 }
+
+/// A read model.
+#[derive(Projection, Default, Clone, Debug)]
+#[projection(name = "lint_counts", version = 2)]
+pub struct LintCounts {
+    /// Opened accounts.
+    pub opened: u64,
+}
+
+#[projection_impl]
+impl LintCounts {
+    #[on]
+    fn opened(&mut self, _: &Opened) {
+        self.opened += 1;
+    }
+
+    #[on]
+    fn closed(&mut self, e: &Envelope<Closed>) -> Result<(), LintError> {
+        if e.version == 0 {
+            return Err(LintError::No);
+        }
+        self.opened = self.opened.saturating_sub(1);
+        Ok(())
+    }
+}
+
+/// A reactor.
+#[derive(Reactor)]
+pub struct LintReactor {
+    /// What it saw.
+    pub seen: std::sync::atomic::AtomicU64,
+}
+
+#[reactor_impl]
+impl LintReactor {
+    #[on]
+    fn opened(&self, _: &Envelope<Opened>) {
+        self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[test]
+fn listener_expansion_is_lint_clean() {
+    assert_eq!(<LintCounts as Projection>::NAME, "lint_counts");
+    assert_eq!(<LintCounts as Projection>::VERSION, 2);
+    assert_eq!(
+        <LintCounts as Projection>::EVENT_TYPES,
+        &["Opened", "Closed"]
+    );
+    assert_eq!(<LintReactor as Projection>::NAME, "lint_reactor");
+    assert_eq!(
+        <LintReactor as Projection>::KIND,
+        es_core::projection::Kind::Reactor
+    );
+}

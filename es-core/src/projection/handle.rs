@@ -246,7 +246,7 @@ impl<P: Projection> ProjectionHandle<P> {
     }
 }
 
-impl<P: ReadModel<Context = ()>> ProjectionHandle<P> {
+impl<P: Projection<Context = ()> + ReadModel> ProjectionHandle<P> {
     /// Reads the in-memory read model.
     pub fn read<R>(&self, f: impl FnOnce(&P) -> R) -> R {
         // A read model without context always keeps its model here (see `Projector::spawn`).

@@ -75,7 +75,7 @@ pub trait Projection: Send + Sync + 'static {
     message = "`{Self}` keeps no read model in memory: only a read model's handle can `read`",
     note = "a reactor's handle has no `read`; a read model derives `Projection`"
 )]
-pub trait ReadModel: Projection {}
+pub trait ReadModel {}
 
 /// Why a handler did not take a record.
 #[derive(Debug, thiserror::Error)]

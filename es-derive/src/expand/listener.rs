@@ -72,15 +72,17 @@ pub(crate) fn attribute(args: TokenStream, input: TokenStream, kind: Kind) -> To
             return with_errors(cx, input);
         }
     };
-    let model = listener::parse(&cx, item, kind, krate_path.as_ref());
-    let context = check(&cx, &model);
+    let mut model = listener::parse(&cx, item, kind, krate_path.as_ref());
+    let context = check(&cx, &mut model);
     let krate = krate(krate_path.as_ref());
     let tokens = expand(&model, &krate, context.as_ref());
     with_errors(cx, tokens)
 }
 
-/// Rules across handlers: each event type once; one context type. Returns the context.
-fn check(cx: &Ctxt, model: &ListenerImpl) -> Option<syn::Type> {
+/// Rules across handlers: each event type once; one context type. Returns the context; a
+/// handler that breaks a rule is reported and not called.
+fn check(cx: &Ctxt, model: &mut ListenerImpl) -> Option<syn::Type> {
+    let mut broken = Vec::new();
     for (i, h) in model.handlers.iter().enumerate() {
         if let Some(first) = model.handlers[..i]
             .iter()
@@ -97,22 +99,29 @@ fn check(cx: &Ctxt, model: &ListenerImpl) -> Option<syn::Type> {
         }
     }
     let mut context: Option<&crate::ast::TypeRef> = None;
-    for h in &model.handlers {
+    for (i, h) in model.handlers.iter().enumerate() {
         let Some(c) = &h.context else { continue };
         match context {
             None => context = Some(c),
             Some(first) if first.same_type(c) => {}
-            Some(first) => cx.error_spanned_by(
+            Some(first) => {
+                broken.push(i);
+                cx.error_spanned_by(
                 &c.ty,
                 format!(
                     "every handler of one listener takes the same context: `{}` here, `{}` before; the store supplies one (on PostgreSQL: `&mut PgConnection`)",
                     render(&c.ty),
                     render(&first.ty)
                 ),
-            ),
+            );
+            }
         }
     }
-    context.map(|c| c.ty.clone())
+    let context = context.map(|c| c.ty.clone());
+    for i in broken {
+        model.handlers[i].valid = false;
+    }
+    context
 }
 
 fn expand(model: &ListenerImpl, krate: &TokenStream, context: Option<&syn::Type>) -> TokenStream {
