@@ -160,6 +160,24 @@ async fn the_bank_scenario_runs_on_postgres() {
     assert_eq!((summary.final_balance, summary.stream_events), (0, 14));
 }
 
+/// The transfer saga on PostgreSQL: a success, a refused credit refunded, a refused debit;
+/// money conserved; restarted from an older checkpoint, it moves nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transfer_saga_runs_on_postgres() {
+    let store = support::store_with(16).await;
+    let mut out = Vec::new();
+    let report = bank::transfers::run(store, &mut out)
+        .await
+        .expect("the transfer demo succeeds");
+    assert_eq!(
+        (report.completed, report.refunded, report.debit_refused),
+        (1, 1, 1)
+    );
+    assert_eq!(report.balances, [7_000, 3_000, 0]);
+    assert_eq!(report.totals, (10_000, 10_000));
+    assert_eq!(report.redelivery.0, report.redelivery.1);
+}
+
 /// Set-based validation on PostgreSQL: of 16 concurrent registrations of one e-mail address
 /// (16 transactions racing on the claim stream), exactly one succeeds and nothing of the
 /// others is written.

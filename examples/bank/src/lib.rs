@@ -4,4 +4,7 @@
 
 pub mod domain;
 pub mod race;
+pub mod saga;
 pub mod scenario;
+pub mod statements;
+pub mod transfers;

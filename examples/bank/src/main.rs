@@ -8,11 +8,13 @@
 //!
 //! It prints each command, the events it appended with their versions and positions, the
 //! rejections with their reasons, two writers racing on one account and how the conflict
-//! resolves, then exits 0.
+//! resolves, sixteen registrations of one e-mail address, then money transfers driven by a
+//! saga with statements read right after, and exits 0.
 
 use std::process::ExitCode;
 
 use bank::scenario::{self, BoxError, Summary};
+use bank::transfers;
 use es_core::InMemoryStore;
 use es_postgres::PostgresStore;
 
@@ -27,11 +29,16 @@ async fn run() -> Result<Summary, BoxError> {
             let store = PostgresStore::new(pool).with_schema(SCHEMA)?;
             store.migrate().await?;
             println!("Bank demo on PostgreSQL (schema `{SCHEMA}`)\n");
-            scenario::run(store, &mut out).await
+            let summary = scenario::run(store.clone(), &mut out).await?;
+            transfers::run(store, &mut out).await?;
+            Ok(summary)
         }
         _ => {
             println!("Bank demo on the in-memory store (set DATABASE_URL for PostgreSQL)\n");
-            scenario::run(InMemoryStore::new(), &mut out).await
+            let store = InMemoryStore::new();
+            let summary = scenario::run(store.clone(), &mut out).await?;
+            transfers::run(store, &mut out).await?;
+            Ok(summary)
         }
     }
 }

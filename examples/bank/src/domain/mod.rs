@@ -3,3 +3,4 @@
 
 pub mod account;
 pub mod customer;
+pub mod transfer;
