@@ -7,4 +7,5 @@ pub mod race;
 pub mod saga;
 pub mod scenario;
 pub mod statements;
+pub mod statements_pg;
 pub mod transfers;

@@ -27,7 +27,9 @@ pub struct TransferReport {
     pub refunded: usize,
     /// Transfers whose debit was refused.
     pub debit_refused: usize,
-    /// The three accounts' balances at the end (Alice, Bob, Carol), in cents.
+    /// The three accounts (Alice, Bob, Carol).
+    pub accounts: [AccountId; 3],
+    /// Their balances at the end, in cents.
     pub balances: [i64; 3],
     /// The sum of the accounts' balances before and after the transfers (money conserved).
     pub totals: (i64, i64),
@@ -159,6 +161,7 @@ pub async fn run<S: Checkpoints>(
         (b, b.iter().sum())
     });
     report.balances = balances;
+    report.accounts = ids;
     report.totals = (total_before, total_after);
     writeln!(
         out,
