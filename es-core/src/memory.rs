@@ -68,6 +68,8 @@ struct State {
     streams: HashMap<StreamId, Vec<usize>>,
     /// Every stored event id, with its index in `log`.
     event_ids: HashMap<Uuid, usize>,
+    /// Inline projections, folded under the lock with every append.
+    inline: Vec<Box<dyn crate::projection::inline::Inline>>,
 }
 
 impl std::fmt::Debug for InMemoryStore {
@@ -113,6 +115,32 @@ impl InMemoryStore {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Registers an inline projection: folded under the store's lock inside every append
+    /// from now on (after folding the events already stored), so it is never behind the
+    /// log. A handler that fails refuses the whole append with
+    /// [`StoreError::InlineProjection`], and nothing of it is written, the projection's
+    /// state included. Each append that holds events it handles folds them into a copy
+    /// first (`Clone`): keep inline read models small, or run large ones with a
+    /// [`Projector`](crate::Projector).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::InlineProjection`] when it fails on an event already stored (it is not
+    /// registered then).
+    pub fn inline<P>(&self, projection: P) -> Result<crate::projection::InlineHandle<P>, StoreError>
+    where
+        P: crate::Projection<Context = ()> + crate::ReadModel + Clone,
+    {
+        let mut state = self.inner.write();
+        let shared = Arc::new(RwLock::new(projection));
+        let runner = crate::projection::inline::Folded(Arc::clone(&shared));
+        let history: Vec<Arc<RecordedEvent>> = state.log.clone();
+        let commit = crate::projection::inline::Inline::stage(&runner, &history)?;
+        commit();
+        state.inline.push(Box::new(runner));
+        Ok(crate::projection::InlineHandle::new(shared))
     }
 
     /// Appends to one or more streams atomically: every part is validated under the lock
@@ -173,13 +201,9 @@ impl InMemoryStore {
             versions.insert(stream, actual + to_u64(events.len()));
             plans.push(Err(actual));
         }
-        // Validated: from here on nothing fails, so the append is all or nothing.
-        let State {
-            log,
-            streams,
-            event_ids,
-        } = &mut *state;
+        // Validated. The new records, at the positions they will take.
         let mut outcomes = Vec::with_capacity(parts.len());
+        let mut fresh_records: Vec<Arc<RecordedEvent>> = Vec::new();
         for (part, plan) in parts.into_iter().zip(plans) {
             let actual = match plan {
                 Ok(replayed) => {
@@ -191,10 +215,9 @@ impl InMemoryStore {
             let StreamAppend { stream, events, .. } = part;
             let mut positions = Vec::with_capacity(events.len());
             for (version, e) in (actual + 1..).zip(events) {
-                let index = log.len();
+                let index = state.log.len() + fresh_records.len();
                 let position = Position::new(0, to_u64(index) + 1);
-                event_ids.insert(e.event_id, index);
-                log.push(Arc::new(RecordedEvent {
+                fresh_records.push(Arc::new(RecordedEvent {
                     position,
                     stream: stream.clone(),
                     version,
@@ -205,7 +228,6 @@ impl InMemoryStore {
                     metadata: e.metadata,
                     recorded_at,
                 }));
-                streams.entry(stream.clone()).or_default().push(index);
                 positions.push(position);
             }
             outcomes.push(Appended {
@@ -213,6 +235,31 @@ impl InMemoryStore {
                 positions,
                 recorded_at,
             });
+        }
+        // Inline projections fold them first: one that refuses refuses the whole append.
+        let staged = state
+            .inline
+            .iter()
+            .map(|p| p.stage(&fresh_records))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // From here on nothing fails, so the append is all or nothing.
+        for commit in staged {
+            commit();
+        }
+        let State {
+            log,
+            streams,
+            event_ids,
+            ..
+        } = &mut *state;
+        for record in fresh_records {
+            let index = log.len();
+            event_ids.insert(record.event_id, index);
+            streams
+                .entry(record.stream.clone())
+                .or_default()
+                .push(index);
+            log.push(record);
         }
         let head = log.len();
         drop(state);

@@ -244,3 +244,78 @@ async fn a_reactor_answers_new_events_with_caused_commands() {
     direct.opened(&cause).await.expect("callable");
     again.stop().await;
 }
+
+/// An inline projection is folded inside every append, under the store's lock: never behind
+/// the log, and a failing handler refuses the whole append (nothing written, the model
+/// unchanged).
+#[tokio::test]
+async fn an_inline_projection_and_its_append_commit_or_refuse_together() {
+    let store = InMemoryStore::new();
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let early = AccountId::new();
+    accounts
+        .execute(
+            &early,
+            OpenAccount {
+                owner: "Early".into(),
+            },
+        )
+        .await
+        .expect("open");
+    accounts
+        .execute(&early, Deposit { amount: 40 })
+        .await
+        .expect("deposit");
+    let balances = store
+        .inline(Balances {
+            fail_on: Some(13),
+            ..Balances::default()
+        })
+        .expect("folds what is stored");
+    assert_eq!(
+        balances.read(|b| b.by_account[&early.to_string()]),
+        40,
+        "history folded"
+    );
+    let id = AccountId::new();
+    accounts
+        .execute(
+            &id,
+            OpenAccount {
+                owner: "Ada".into(),
+            },
+        )
+        .await
+        .expect("open");
+    accounts
+        .execute(&id, Deposit { amount: 50 })
+        .await
+        .expect("deposit");
+    assert_eq!(
+        balances.read(|b| b.by_account[&id.to_string()]),
+        50,
+        "no wait needed"
+    );
+    let before = store.len();
+    let err = accounts
+        .execute(&id, Withdraw { amount: 13 })
+        .await
+        .expect_err("the inline projection refuses it");
+    assert!(
+        matches!(&err, Error::Store(es_core::StoreError::InlineProjection { projection: "balances", error, .. })
+            if error.contains("refusing a withdrawal of 13")),
+        "{err:?}"
+    );
+    assert_eq!(store.len(), before, "nothing of the append was written");
+    assert_eq!(accounts.load(&id).await.expect("load").state.balance(), 50);
+    assert_eq!(
+        balances.read(|b| b.by_account[&id.to_string()]),
+        50,
+        "the model unchanged"
+    );
+    accounts
+        .execute(&id, Withdraw { amount: 20 })
+        .await
+        .expect("withdraw");
+    assert_eq!(balances.read(|b| b.by_account[&id.to_string()]), 30);
+}

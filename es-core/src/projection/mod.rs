@@ -12,6 +12,7 @@
 //! what a hand-written listener implements.
 
 mod handle;
+pub(crate) mod inline;
 mod runner;
 mod store;
 
@@ -20,6 +21,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use handle::{ProjectionHandle, ProjectionState, ProjectionStatus, SkipError, WaitError};
+pub use inline::InlineHandle;
 pub use runner::Projector;
 pub use store::{Checkpoints, ContextStore};
 

@@ -177,6 +177,17 @@ pub enum StoreError {
         /// The stream appended to.
         stream: StreamId,
     },
+    /// An inline projection refused an event of the append (its handler failed): nothing of
+    /// the append was written.
+    #[error("inline projection `{projection}` refused the event at {position}: {error}")]
+    InlineProjection {
+        /// The projection's name.
+        projection: &'static str,
+        /// Where the refused event would have landed.
+        position: Position,
+        /// The handler's failure.
+        error: String,
+    },
     /// The store cannot hold a record as given (a `\u0000` in a JSONB payload, a version past
     /// the database's integer range); nothing was written.
     #[error("cannot store event of {stream}: {reason}")]
