@@ -142,6 +142,7 @@ fn columns(stream: &StreamId, events: &[NewEvent]) -> Result<Columns, StoreError
 
 /// Appends on a pool connection of its own (autocommit), or on `conn`, inside the caller's
 /// transaction (which then commits or rolls back the events with whatever else it wrote).
+/// With inline projections, the append and their writes share one transaction.
 pub(crate) async fn append(
     inner: &Inner,
     conn: Option<&mut PgConnection>,
@@ -152,35 +153,122 @@ pub(crate) async fn append(
     check_storable(stream, &events)?;
     match conn {
         Some(conn) if conn.is_in_transaction() => {
-            // Plain-text statements (simple protocol): nothing prepared, one exchange.
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SAVEPOINT {SAVEPOINT}")))
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
-            let result = append_on(inner, conn, true, false, stream, expected, &events).await;
-            // Released on success and on refusal alike (a refusal rolled back to it first);
-            // after a failure to release, the transaction's state is unknown: say so.
-            let release = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "RELEASE SAVEPOINT {SAVEPOINT}"
-            )))
-            .execute(&mut *conn)
-            .await;
-            match (result, release) {
-                (result, Ok(_)) => result,
-                (_, Err(e)) => Err(backend(e)),
-            }
+            append_in_tx(inner, conn, stream, expected, &events).await
         }
-        // Not in a transaction: each statement commits on its own, as on the pool.
-        Some(conn) => append_on(inner, conn, false, false, stream, expected, &events).await,
-        None => {
+        // Not in a transaction, no inline projection: each statement commits on its own.
+        Some(conn) if inner.inline.is_empty() => {
+            let result = append_on(inner, conn, false, false, stream, expected, &events).await;
+            result.map(|(appended, _)| appended)
+        }
+        Some(conn) => {
+            let mut tx = sqlx::Connection::begin(conn).await.map_err(backend)?;
+            let appended = append_in_tx(inner, &mut tx, stream, expected, &events).await?;
+            tx.commit().await.map_err(backend)?;
+            Ok(appended)
+        }
+        None if inner.inline.is_empty() => {
             let mut conn = inner.pool.acquire().await.map_err(backend)?;
             let result = append_on(inner, &mut conn, false, true, stream, expected, &events).await;
+            let result = result.map(|(appended, _)| appended);
             if result.as_ref().is_ok_and(|a| !a.positions.is_empty()) {
                 inner.wake.appended(!inner.settings.pooled);
             }
             result
         }
+        None => {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                let once = async {
+                    let mut tx = inner.pool.begin().await.map_err(backend)?;
+                    let appended = append_in_tx(inner, &mut tx, stream, expected, &events).await?;
+                    tx.commit().await.map_err(backend)?;
+                    Ok::<Appended, StoreError>(appended)
+                };
+                match once.await {
+                    // A retry inside the transaction came after a writer with a later id: a
+                    // new transaction appends after them.
+                    Err(StoreError::TransactionTooOld { .. }) if attempts < RACE_RETRIES => {}
+                    result => {
+                        if result.as_ref().is_ok_and(|a| !a.positions.is_empty()) {
+                            inner.wake.appended(!inner.settings.pooled);
+                        }
+                        return result;
+                    }
+                }
+            }
+        }
     }
+}
+
+/// The append inside a transaction, under a savepoint, with the inline projections: a
+/// refusal, or a failing inline handler, rolls back to the savepoint and leaves the
+/// transaction usable.
+async fn append_in_tx(
+    inner: &Inner,
+    conn: &mut PgConnection,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<Appended, StoreError> {
+    // Plain-text statements (simple protocol): nothing prepared, one exchange.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SAVEPOINT {SAVEPOINT}")))
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let mut result = append_on(inner, conn, true, false, stream, expected, events).await;
+    // A replayed append's events were folded when they were first appended.
+    if let Ok((appended, true)) = &result
+        && !inner.inline.is_empty()
+    {
+        let records = recorded(stream, events, appended);
+        for projection in inner.inline.iter() {
+            if let Err(e) = projection.apply(&records, conn).await {
+                result = Err(e);
+                break;
+            }
+        }
+        if result.is_err() {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "ROLLBACK TO SAVEPOINT {SAVEPOINT}"
+            )))
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+        }
+    }
+    // Released on success and on refusal alike (a refusal rolled back to it first); after a
+    // failure to release, the transaction's state is unknown: say so.
+    let release = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "RELEASE SAVEPOINT {SAVEPOINT}"
+    )))
+    .execute(&mut *conn)
+    .await;
+    match (result, release) {
+        (result, Ok(_)) => result.map(|(appended, _)| appended),
+        (_, Err(e)) => Err(backend(e)),
+    }
+}
+
+/// The records an append wrote, as a reader would get them.
+fn recorded(stream: &StreamId, events: &[NewEvent], appended: &Appended) -> Vec<RecordedEvent> {
+    let first = appended.version + 1 - u64::try_from(events.len()).unwrap_or(0);
+    events
+        .iter()
+        .zip(&appended.positions)
+        .zip(first..)
+        .map(|((e, position), version)| RecordedEvent {
+            position: *position,
+            stream: stream.clone(),
+            version,
+            event_id: e.event_id,
+            event_type: e.event_type.clone(),
+            schema_version: e.schema_version,
+            payload: e.payload.clone(),
+            metadata: e.metadata.clone(),
+            recorded_at: appended.recorded_at,
+        })
+        .collect()
 }
 
 /// Appends to several streams in one transaction: each part under its own savepoint (so a
@@ -236,7 +324,7 @@ async fn append_on(
     stream: &StreamId,
     expected: ExpectedVersion,
     events: &[NewEvent],
-) -> Result<Appended, StoreError> {
+) -> Result<(Appended, bool), StoreError> {
     let conflict = |actual: u64| StoreError::Conflict {
         stream: stream.clone(),
         expected,
@@ -245,11 +333,12 @@ async fn append_on(
     if events.is_empty() {
         let actual = stream_version(conn, inner, stream, own).await?;
         return if expected.matches(actual) {
-            Ok(Appended {
+            let nothing = Appended {
                 version: actual,
                 positions: Vec::new(),
                 recorded_at: Utc::now().trunc_subsecs(6),
-            })
+            };
+            Ok((nothing, false))
         } else {
             Err(conflict(actual))
         };
@@ -284,7 +373,9 @@ async fn append_on(
                 .await
         });
         let refusal = match result {
-            Ok(rows) if rows.len() == count && inserted(&rows) => return appended(stream, &rows),
+            Ok(rows) if rows.len() == count && inserted(&rows) => {
+                return appended(stream, &rows).map(|a| (a, true));
+            }
             // The WHERE filtered everything out: the one row says which version the
             // statement saw, and whether appending would have kept the stream's order.
             Ok(rows) => {
@@ -315,11 +406,11 @@ async fn append_on(
         if stored.contains_key(&events[0].event_id) {
             let records: Vec<Option<&RecordedEvent>> =
                 events.iter().map(|e| stored.get(&e.event_id)).collect();
-            return replayed_append(stream, expected, events, &records).ok_or(
-                StoreError::DuplicateEventId {
+            return replayed_append(stream, expected, events, &records)
+                .map(|a| (a, false))
+                .ok_or(StoreError::DuplicateEventId {
                     event_id: events[0].event_id,
-                },
-            );
+                });
         }
         let error = match refusal {
             Err(Some(seen)) => return Err(conflict(checked_version(stream, seen)?)),

@@ -132,6 +132,8 @@ struct Inner {
     pool: PgPool,
     sql: Statements,
     settings: Settings,
+    /// Inline projections, run inside every append's transaction.
+    inline: Vec<Arc<dyn listeners::InlineProjection>>,
     /// Shared by the copies `with_batch_size` and friends make: same schema, same wake-ups.
     wake: Arc<wake::Wake>,
 }
@@ -168,6 +170,7 @@ impl PostgresStore {
                 pool,
                 sql,
                 settings,
+                inline: Vec::new(),
                 wake,
             }),
         }
@@ -183,9 +186,32 @@ impl PostgresStore {
                 pool: i.pool.clone(),
                 sql: Statements::new(&i.sql.schema),
                 settings,
+                inline: i.inline.clone(),
                 wake: Arc::clone(&i.wake),
             }),
         }
+    }
+
+    /// The same store with an inline projection: its handlers run inside every append's
+    /// transaction (the store's own, or yours with [`PostgresStore::append_in`]), so its
+    /// tables are never behind the log. A handler that fails refuses the whole append with
+    /// [`StoreError::InlineProjection`] naming the projection: nothing of it is written. Its
+    /// handlers run one append at a time (the projection is behind a lock); a retried append
+    /// that already landed does not run them again. Register it before the store is used.
+    #[must_use]
+    pub fn with_inline<P>(self, projection: P) -> Self
+    where
+        P: es_core::Projection<Context = PgConnection>,
+    {
+        let mut copy = self.with(|_| {});
+        if let Some(inner) = Arc::get_mut(&mut copy.inner) {
+            inner
+                .inline
+                .push(Arc::new(listeners::Inline(tokio::sync::Mutex::new(
+                    projection,
+                ))));
+        }
+        copy
     }
 
     /// The same store in another schema: `[a-z_][a-z0-9_]*`, at most 48 bytes, not starting
@@ -197,11 +223,11 @@ impl PostgresStore {
     /// [`PostgresError::InvalidSchema`] for any other name.
     pub fn with_schema(self, schema: &str) -> Result<Self, PostgresError> {
         schema::validate(schema)?;
-        Ok(Self::build(
-            self.inner.pool.clone(),
-            schema,
-            self.inner.settings,
-        ))
+        let mut store = Self::build(self.inner.pool.clone(), schema, self.inner.settings);
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.inline.clone_from(&self.inner.inline);
+        }
+        Ok(store)
     }
 
     /// How many records one read query fetches at most (default 500; at least 1).

@@ -136,3 +136,56 @@ impl ContextStore<PgConnection> for PostgresStore {
         unit.tx.commit().await.map_err(backend)
     }
 }
+
+/// An inline projection, type-erased for the store.
+pub(crate) trait InlineProjection: Send + Sync {
+    /// The projection's name.
+    fn name(&self) -> &'static str;
+
+    /// Runs the handlers of `records` on `conn`, inside the append's transaction.
+    fn apply<'a>(
+        &'a self,
+        records: &'a [es_core::RecordedEvent],
+        conn: &'a mut PgConnection,
+    ) -> futures::future::BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// A projection run inline, one append at a time.
+pub(crate) struct Inline<P>(pub(crate) tokio::sync::Mutex<P>);
+
+impl std::fmt::Debug for dyn InlineProjection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("InlineProjection")
+            .field(&self.name())
+            .finish()
+    }
+}
+
+impl<P: es_core::Projection<Context = PgConnection>> InlineProjection for Inline<P> {
+    fn name(&self) -> &'static str {
+        P::NAME
+    }
+
+    fn apply<'a>(
+        &'a self,
+        records: &'a [es_core::RecordedEvent],
+        conn: &'a mut PgConnection,
+    ) -> futures::future::BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut projection = self.0.lock().await;
+            for record in records {
+                if !P::EVENT_TYPES.contains(&record.event_type.as_str()) {
+                    continue;
+                }
+                if let Err(e) = projection.handle(record, conn).await {
+                    return Err(StoreError::InlineProjection {
+                        projection: P::NAME,
+                        position: record.position,
+                        error: e.to_string(),
+                    });
+                }
+            }
+            Ok(())
+        })
+    }
+}

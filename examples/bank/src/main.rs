@@ -18,7 +18,6 @@ use std::time::Duration;
 use bank::scenario::{self, BoxError, Summary};
 use bank::statements_pg::PgStatements;
 use bank::transfers;
-use es_core::projection::Checkpoints;
 use es_core::{InMemoryStore, Projector};
 use es_postgres::PostgresStore;
 
@@ -39,7 +38,12 @@ async fn run() -> Result<Summary, BoxError> {
             let pg_statements = Projector::new(store.clone(), PgStatements::new(SCHEMA)).spawn();
             let summary = scenario::run(store.clone(), &mut out).await?;
             let report = transfers::run(store.clone(), &mut out).await?;
-            let head = store.head().await?.ok_or("the log is empty")?;
+            let streams: Vec<_> = report
+                .accounts
+                .iter()
+                .map(|id| es_core::StreamId::new("account", id.to_string()))
+                .collect();
+            let head = transfers::last_position(&store, &streams).await?;
             pg_statements
                 .wait_for(head, Duration::from_secs(30))
                 .await?;

@@ -96,7 +96,7 @@ pub async fn run<S: Checkpoints>(
     let ids = [alice, bob, carol];
     let balance_of =
         |s: &Statements, id: &AccountId| s.accounts.get(&id.to_string()).map_or(0, |a| a.balance);
-    let before = store.head().await?.ok_or("the log is empty")?;
+    let before = last_position(&store, &ids.map(|id| accounts.stream_id(&id))).await?;
     statements.wait_for(before, WAIT).await?;
     let total_before: i64 = statements.read(|s| ids.iter().map(|id| balance_of(s, id)).sum());
     let saga_from = saga.status().position;
@@ -121,8 +121,10 @@ pub async fn run<S: Checkpoints>(
         ),
     ];
     let mut report = TransferReport::default();
+    let mut transfer_streams = Vec::new();
     for (what, from, to, amount) in requests {
         let id = TransferId::new();
+        transfer_streams.push(transfers.stream_id(&id));
         transfers
             .execute(&id, RequestTransfer { from, to, amount })
             .await?;
@@ -150,7 +152,10 @@ pub async fn run<S: Checkpoints>(
         }
     }
 
-    let head = store.head().await?.ok_or("the log is empty")?;
+    // What the statements must have folded: the accounts' last events; what the saga must
+    // have handled: the transfers' last events.
+    let head = last_position(&store, &ids.map(|id| accounts.stream_id(&id))).await?;
+    let saga_head = last_position(&store, &transfer_streams).await?;
     statements.wait_for(head, WAIT).await?;
     let (balances, total_after) = statements.read(|s| {
         let b = [
@@ -207,7 +212,7 @@ pub async fn run<S: Checkpoints>(
         store.save_checkpoint("transfer_saga", from).await?;
     }
     let again = Projector::new(store.clone(), TransferSaga::new(&store)).spawn();
-    again.wait_for(head, WAIT).await?;
+    again.wait_for(saga_head, WAIT).await?;
     again.stop().await;
     let events_after = events(&accounts).await?;
     report.redelivery = (events_after, events_before);
@@ -224,6 +229,26 @@ pub async fn run<S: Checkpoints>(
 
 const fn cents(units: u64) -> u64 {
     units * 100
+}
+
+/// The latest position among the last events of `streams` (as stored, whatever horizon a
+/// reader of the global log waits behind).
+///
+/// # Errors
+///
+/// A store failure, or no event in any of them.
+pub async fn last_position<S: EventStore>(
+    store: &S,
+    streams: &[StreamId],
+) -> Result<Position, BoxError> {
+    use futures::TryStreamExt;
+    let mut last = None;
+    for stream in streams {
+        let version = store.stream_version(stream).await?;
+        let records: Vec<_> = store.read_stream(stream, version).try_collect().await?;
+        last = last.max(records.last().map(|r| r.position));
+    }
+    last.ok_or_else(|| "no event in these streams".into())
 }
 
 fn money(cents: i64) -> String {
