@@ -30,23 +30,8 @@ const IGNORED: &str = "ProjectionIgnored";
 /// [`testing::projections`](crate::testing::projections), each with a fresh store.
 #[macro_export]
 macro_rules! projection_tests {
-    (@tests ($make:expr) $($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                let runtime = $crate::__private::tokio::runtime::Builder::new_multi_thread()
-                    .enable_all()
-                    .build()
-                    .expect("building a Tokio runtime for the listener test");
-                runtime.block_on(async {
-                    let store = ($make)().await;
-                    $crate::testing::projections::$name(store).await;
-                });
-            }
-        )*
-    };
     ($make:expr $(,)?) => {
-        $crate::projection_tests!(@tests ($make)
+        $crate::conformance_tests!(@tests projections ($make)
             catch_up_equals_live,
             a_second_runner_reaches_the_same_state,
             wait_for_succeeds_and_fails_at_once_when_stopped,

@@ -88,7 +88,7 @@ pub use values::*;
 macro_rules! conformance_tests {
     // The one list of guarantees: each is a `pub async fn` of `testing::conformance`.
     (@expand ($make:expr)) => {
-        $crate::conformance_tests!(@tests ($make)
+        $crate::conformance_tests!(@tests conformance ($make)
             append_to_a_new_stream_numbers_versions_from_one,
             append_at_a_wrong_version_conflicts_and_writes_nothing,
             append_with_any_never_conflicts,
@@ -121,7 +121,8 @@ macro_rules! conformance_tests {
             reads_of_unstorable_streams_are_empty,
         );
     };
-    (@tests ($make:expr) $($name:ident),* $(,)?) => {
+    // One `#[test]` per check of `testing::$suite`, each on a runtime of its own.
+    (@tests $suite:ident ($make:expr) $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
@@ -131,7 +132,7 @@ macro_rules! conformance_tests {
                     .expect("building a Tokio runtime for the conformance test");
                 runtime.block_on(async {
                     let store = ($make)().await;
-                    $crate::testing::conformance::$name(store).await;
+                    $crate::testing::$suite::$name(store).await;
                 });
             }
         )*
