@@ -35,6 +35,15 @@
 //!   a short page; under writers faster than the reader it goes on with them (use
 //!   `subscribe` for a feed that never ends on purpose).
 //!
+//! - **Listeners** (`es_core::Projector`): checkpoints in a table; a read model kept in
+//!   tables takes the transaction as its handlers' context (`&mut PgConnection`), and each
+//!   batch's writes commit with its checkpoint under a per-listener advisory lock taken for
+//!   the transaction only (one active runner per name across processes; behind PgBouncer
+//!   too). A listener reads only its event types (`subscribe_types`, filtered in SQL on an
+//!   index). Inline projections ([`PostgresStore::with_inline`]) run inside every append's
+//!   transaction.
+//! - **Set-based validation**: `append_all` appends to several streams in one transaction.
+//!
 //! The costs, and what to do about them:
 //!
 //! - A long-open write transaction anywhere on the server holds every subscriber back (it
