@@ -189,6 +189,8 @@ pub mod __private {
         const VERSION: u32;
         /// Read model or reactor.
         const KIND: crate::projection::Kind;
+        /// The read model's tables (`#[projection(ddl = "...")]`).
+        const DDL: &'static str = "";
     }
 
     /// What an `#[on]` handler returns: `()`, or `Result<(), E>` with `E: Debug`.

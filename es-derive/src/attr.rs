@@ -10,7 +10,8 @@ use syn::{Attribute, Ident, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, AGGREGATE_IMPL, COMMAND, CRATE, ERROR, EVENT, ID, NAME, PROJECTION, Symbol, VERSION,
+    AGGREGATE, AGGREGATE_IMPL, COMMAND, CRATE, DDL, ERROR, EVENT, ID, NAME, PROJECTION, Symbol,
+    VERSION,
 };
 
 /// Parses the value of one key.
@@ -239,6 +240,8 @@ pub(crate) struct ListenerAttrs {
     pub(crate) name: String,
     /// The read model's version (reactors have none: they never replay).
     pub(crate) version: u32,
+    /// The read model's tables (SQL), for a store that keeps it in tables.
+    pub(crate) ddl: Option<LitStr>,
     pub(crate) krate: Option<Path>,
 }
 
@@ -252,6 +255,7 @@ pub(crate) fn listener_attrs(
     let mut name = Slot::new(attr, NAME);
     let mut version = Slot::new(attr, VERSION);
     let mut krate = Slot::new(attr, CRATE);
+    let mut ddl = Slot::new(attr, DDL);
     let mut named = false;
     {
         let mut name_handler = |meta: &ParseNestedMeta<'_>| {
@@ -282,6 +286,7 @@ pub(crate) fn listener_attrs(
             Ok(())
         };
         let mut krate_handler = |meta: &ParseNestedMeta<'_>| krate.parse(cx, meta);
+        let mut ddl_handler = |meta: &ParseNestedMeta<'_>| ddl.parse(cx, meta);
         if attr == PROJECTION {
             parse_attrs(
                 cx,
@@ -290,6 +295,7 @@ pub(crate) fn listener_attrs(
                 &mut [
                     (NAME, &mut name_handler),
                     (VERSION, &mut version_handler),
+                    (DDL, &mut ddl_handler),
                     (CRATE, &mut krate_handler),
                 ],
             );
@@ -317,6 +323,7 @@ pub(crate) fn listener_attrs(
     ListenerAttrs {
         name,
         version: version.value.unwrap_or(1),
+        ddl: ddl.value,
         krate: krate.value,
     }
 }

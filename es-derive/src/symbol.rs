@@ -32,6 +32,7 @@ pub(crate) const ID: Symbol = Symbol("id");
 pub(crate) const ERROR: Symbol = Symbol("error");
 pub(crate) const CRATE: Symbol = Symbol("crate");
 pub(crate) const RENAME: Symbol = Symbol("rename");
+pub(crate) const DDL: Symbol = Symbol("ddl");
 
 /// The crate the generated code names when no `crate = path` is given.
 pub(crate) const ES_CORE: Symbol = Symbol("es_core");

@@ -283,6 +283,20 @@ impl PostgresStore {
         })
     }
 
+    /// Drops a version of a read model kept in tables (its schema and everything in it),
+    /// once another version serves; the serving version is never dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when it serves, or PostgreSQL refuses.
+    pub async fn drop_projection_version(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> Result<(), StoreError> {
+        listeners::drop_version(&self.inner, name, version).await
+    }
+
     /// The pool.
     #[must_use]
     pub fn pool(&self) -> &PgPool {

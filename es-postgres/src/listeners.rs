@@ -78,6 +78,35 @@ impl Checkpoints for PostgresStore {
         save(&mut conn, &self.inner, name, at, true).await
     }
 
+    async fn count(
+        &self,
+        after: Option<Position>,
+        up_to: Position,
+        types: &'static [&'static str],
+    ) -> Result<Option<u64>, StoreError> {
+        let (after_x, after_p) = position_params(after);
+        let (up_x, up_p) = position_params(Some(up_to));
+        let events = format!("\"{}\".events", self.inner.sql.schema);
+        let pooled = self.inner.settings.pooled;
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        let n: i64 = pinned!(pooled, conn, |c| {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {events} WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                 AND (transaction_id, position) <= ($3::text::xid8, $4) AND event_type = ANY($5)"
+            )))
+            .persistent(false)
+            .bind(&after_x)
+            .bind(after_p)
+            .bind(&up_x)
+            .bind(up_p)
+            .bind(types)
+            .fetch_one(c)
+            .await
+        })
+        .map_err(backend)?;
+        Ok(u64::try_from(n).ok())
+    }
+
     async fn head(&self) -> Result<Option<Position>, StoreError> {
         let pooled = self.inner.settings.pooled;
         let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
@@ -100,6 +129,57 @@ pub struct ListenerTx {
     inner: Arc<Inner>,
 }
 
+/// A schema name derived from the store's and a read model's: `[a-z0-9_]` and at most 63
+/// bytes (PostgreSQL would cut a longer one short, silently).
+fn derived_schema(inner: &Inner, suffix: &str) -> Result<String, StoreError> {
+    let name = format!("{}__{suffix}", inner.sql.schema);
+    let valid = name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if valid {
+        Ok(name)
+    } else {
+        Err(StoreError::Backend(
+            format!(
+                "the read model's schema would be {name:?}: use a name of `[a-z0-9_]` short enough for 63 bytes with the store's schema"
+            )
+            .into(),
+        ))
+    }
+}
+
+/// The tables of a schema (not its views), quoted.
+async fn tables_of(
+    conn: &mut PgConnection,
+    schema: &str,
+    kind: &str,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 AND table_type = $2 ORDER BY 1",
+    )
+    .persistent(false)
+    .bind(schema)
+    .bind(kind)
+    .fetch_all(conn)
+    .await
+    .map_err(backend)?;
+    Ok(names
+        .into_iter()
+        .map(|n| format!("\"{}\"", n.replace('"', "\"\"")))
+        .collect())
+}
+
+async fn lock(conn: &mut PgConnection, inner: &Inner, name: &str) -> Result<(), StoreError> {
+    sqlx::query(inner.sql.lock_listener.clone())
+        .persistent(!inner.settings.pooled)
+        .bind(name)
+        .execute(conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
 impl ContextStore<PgConnection> for PostgresStore {
     type Unit = ListenerTx;
     const DURABLE: bool = true;
@@ -108,16 +188,118 @@ impl ContextStore<PgConnection> for PostgresStore {
         let mut tx = self.inner.pool.begin().await.map_err(backend)?;
         // Waits while another process's runner of this listener is inside a batch: runners
         // take turns, and each batch starts from the checkpoint it finds under the lock.
-        sqlx::query(self.inner.sql.lock_listener.clone())
-            .persistent(!self.inner.settings.pooled)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+        lock(&mut tx, &self.inner, name).await?;
+        // Handlers write unqualified names into this version's schema.
+        let data = derived_schema(&self.inner, name)?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL search_path TO \"{data}\", \"{}\"",
+            self.inner.sql.schema
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         Ok(ListenerTx {
             tx,
             inner: Arc::clone(&self.inner),
         })
+    }
+
+    async fn prepare(
+        &self,
+        name: &str,
+        version: u32,
+        ddl: &str,
+    ) -> Result<Option<u32>, StoreError> {
+        let key = format!("{name}_v{version}");
+        let data = derived_schema(&self.inner, &key)?;
+        let version =
+            i32::try_from(version).map_err(|_| StoreError::Backend("version past i32".into()))?;
+        let schema = &self.inner.sql.schema;
+        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+        lock(&mut tx, &self.inner, name).await?;
+        let known: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT version FROM \"{schema}\".projection_versions WHERE name = $1 AND version = $2"
+        )))
+        .persistent(false)
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if known.is_none() {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE SCHEMA IF NOT EXISTS \"{data}\"; SET LOCAL search_path TO \"{data}\""
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            if !ddl.trim().is_empty() {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(ddl.to_owned()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(backend)?;
+            }
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO \"{schema}\".projection_versions (name, version) VALUES ($1, $2)"
+            )))
+            .persistent(false)
+            .bind(name)
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        let serving: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT version FROM \"{schema}\".projection_versions WHERE name = $1 AND active"
+        )))
+        .persistent(false)
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(serving.and_then(|v| u32::try_from(v).ok()))
+    }
+
+    async fn activate(&self, name: &str, version: u32) -> Result<(), StoreError> {
+        let data = derived_schema(&self.inner, &format!("{name}_v{version}"))?;
+        let views = derived_schema(&self.inner, name)?;
+        let version =
+            i32::try_from(version).map_err(|_| StoreError::Backend("version past i32".into()))?;
+        let schema = &self.inner.sql.schema;
+        let mut tx = self.inner.pool.begin().await.map_err(backend)?;
+        lock(&mut tx, &self.inner, name).await?;
+        // Readers see the old version or the new one, never a mix: one transaction.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{views}\""
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        for view in tables_of(&mut tx, &views, "VIEW").await? {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP VIEW \"{views}\".{view}")))
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        for table in tables_of(&mut tx, &data, "BASE TABLE").await? {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "CREATE VIEW \"{views}\".{table} AS SELECT * FROM \"{data}\".{table}"
+            )))
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE \"{schema}\".projection_versions SET active = (version = $2) WHERE name = $1"
+        )))
+        .persistent(false)
+        .bind(name)
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)
     }
 
     fn context(unit: &mut ListenerTx) -> &mut PgConnection {
@@ -188,4 +370,48 @@ impl<P: es_core::Projection<Context = PgConnection>> InlineProjection for Inline
             Ok(())
         })
     }
+}
+
+/// Drops a version that does not serve: its schema and its row.
+pub(crate) async fn drop_version(
+    inner: &Inner,
+    name: &str,
+    version: u32,
+) -> Result<(), StoreError> {
+    let data = derived_schema(inner, &format!("{name}_v{version}"))?;
+    let version =
+        i32::try_from(version).map_err(|_| StoreError::Backend("version past i32".into()))?;
+    let schema = &inner.sql.schema;
+    let mut tx = inner.pool.begin().await.map_err(backend)?;
+    lock(&mut tx, inner, name).await?;
+    let active: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT active FROM \"{schema}\".projection_versions WHERE name = $1 AND version = $2"
+    )))
+    .persistent(false)
+    .bind(name)
+    .bind(version)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(backend)?;
+    if active == Some(true) {
+        return Err(StoreError::Backend(
+            format!("version {version} of `{name}` serves readers: activate another first").into(),
+        ));
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{data}\" CASCADE"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM \"{schema}\".projection_versions WHERE name = $1 AND version = $2"
+    )))
+    .persistent(false)
+    .bind(name)
+    .bind(version)
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    tx.commit().await.map_err(backend)
 }

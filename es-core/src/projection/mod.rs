@@ -57,6 +57,10 @@ pub trait Projection: Send + Sync + 'static {
     /// What handlers take besides the event: `()` for none; on PostgreSQL the connection of
     /// the transaction that also stores the checkpoint.
     type Context: Send;
+    /// The read model's tables (SQL), created in the version's own schema the first time the
+    /// version runs (on PostgreSQL, where handlers then write unqualified table names and
+    /// readers query the views of the serving version). Empty by default.
+    const DDL: &'static str = "";
 
     /// Hands one record to the handler of its type (a record of another type is `Ok`).
     /// Decodes through the event's upcasters; a record that does not decode is an error,

@@ -138,8 +138,14 @@ where
             let shared = Arc::new(RwLock::new(self.listener));
             (Model::Shared(Arc::clone(&shared)), Some(shared))
         };
+        let key = match P::KIND {
+            Kind::Reactor => P::NAME.to_owned(),
+            Kind::ReadModel => format!("{}_v{}", P::NAME, P::VERSION),
+        };
         let runner = Runner {
             store: self.store,
+            key,
+            rebuild: None,
             model,
             start: self.start,
             position: None,
@@ -199,6 +205,11 @@ impl Rate {
 
 struct Runner<S, P: Projection> {
     store: S,
+    /// The checkpoint's key: the name for a reactor, `{name}_v{version}` for a read model
+    /// (each version has its own).
+    key: String,
+    /// While a new version is built beside the serving one: where it takes over.
+    rebuild: Option<Rebuild>,
     model: Model<P>,
     start: Start,
     /// The last position processed (committed, for a durable listener).
@@ -206,6 +217,15 @@ struct Runner<S, P: Projection> {
     status: watch::Sender<ProjectionStatus>,
     control: mpsc::UnboundedReceiver<Control>,
     rate: Rate,
+}
+
+/// A rebuild in progress: the position at which the new version takes over, and how many
+/// events it folds to get there.
+#[derive(Clone, Copy, Debug)]
+struct Rebuild {
+    target: Position,
+    total: u64,
+    done: u64,
 }
 
 type Records = std::pin::Pin<Box<dyn Stream<Item = Result<Delivery, StoreError>> + Send>>;
@@ -235,6 +255,10 @@ where
                 }
             }
         };
+        let stop = match stop {
+            Some(()) => Some(()),
+            None => self.versions().await,
+        };
         if stop.is_none() {
             self.publish(0);
             self.follow().await;
@@ -243,11 +267,82 @@ where
             .send_modify(|s| s.state = ProjectionState::Stopped);
     }
 
+    /// Readies the read model's version; when another version serves readers, this one is
+    /// rebuilt beside it and takes over once caught up. Returns `Some` when stopped.
+    async fn versions(&mut self) -> Option<()> {
+        if !S::DURABLE || P::KIND != Kind::ReadModel {
+            return None;
+        }
+        loop {
+            match self.plan_versions().await {
+                Ok(()) => return None,
+                Err(e) => {
+                    tracing::error!(projection = P::NAME, error = %e, "cannot ready the read model's version");
+                    if let Flow::Stop = self.pause(FIRST_BACKOFF * 20, None).await {
+                        return Some(());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn plan_versions(&mut self) -> Result<(), StoreError> {
+        let serving = self.store.prepare(P::NAME, P::VERSION, P::DDL).await?;
+        match serving {
+            Some(v) if v == P::VERSION => {}
+            // Another version serves: build this one beside it, up to the log's end now.
+            Some(_) => match self.store.head().await? {
+                Some(target) if self.position.is_none_or(|p| p < target) => {
+                    let total = self
+                        .store
+                        .count(self.position, target, P::EVENT_TYPES)
+                        .await?
+                        .unwrap_or(0);
+                    tracing::info!(projection = P::NAME, version = P::VERSION, total, "rebuilding beside the serving version");
+                    self.rebuild = Some(Rebuild { target, total, done: 0 });
+                    self.status.send_modify(|s| s.state = ProjectionState::Rebuilding { done: 0, total });
+                }
+                _ => self.store.activate(P::NAME, P::VERSION).await?,
+            },
+            // Nothing serves yet: this version serves as it catches up.
+            None => self.store.activate(P::NAME, P::VERSION).await?,
+        }
+        Ok(())
+    }
+
+    /// After a batch: a rebuild that reached its target takes over.
+    async fn rebuilt(&mut self) -> Flow {
+        let Some(rebuild) = self.rebuild else {
+            return Flow::Go;
+        };
+        if self.position.is_none_or(|p| p < rebuild.target) {
+            return Flow::Go;
+        }
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            match self.store.activate(P::NAME, P::VERSION).await {
+                Ok(()) => {
+                    tracing::info!(projection = P::NAME, version = P::VERSION, "rebuilt: this version serves now");
+                    self.rebuild = None;
+                    self.status.send_modify(|s| s.state = ProjectionState::Running);
+                    return Flow::Go;
+                }
+                Err(e) => {
+                    tracing::error!(projection = P::NAME, error = %e, "cannot switch to the rebuilt version");
+                    if let Flow::Stop = self.pause(backoff, None).await {
+                        return Flow::Stop;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
     /// The checkpoint, or where a first run starts (and then records it, so a restart
     /// resumes there rather than at a later end of the log).
     async fn starting_position(&self) -> Result<Option<Position>, StoreError> {
         if Self::keeps_checkpoint()
-            && let Some(position) = self.store.load_checkpoint(P::NAME).await?
+            && let Some(position) = self.store.load_checkpoint(&self.key).await?
         {
             return Ok(Some(position));
         }
@@ -260,7 +355,7 @@ where
         if Self::keeps_checkpoint()
             && let Some(position) = start
         {
-            self.store.save_checkpoint(P::NAME, position).await?;
+            self.store.save_checkpoint(&self.key, position).await?;
         }
         Ok(start)
     }
@@ -313,6 +408,9 @@ where
                 }
             }
             if let Flow::Stop = self.process(&batch).await {
+                return;
+            }
+            if let Flow::Stop = self.rebuilt().await {
                 return;
             }
             if let Some(error) = failed_read {
@@ -410,10 +508,10 @@ where
             return Ok(0);
         };
         let store_failed = |e: StoreError| (0, HandlerError::Store(e.to_string()));
-        let mut unit = self.store.begin(P::NAME).await.map_err(store_failed)?;
+        let mut unit = self.store.begin(&self.key).await.map_err(store_failed)?;
         // Another runner (a process that held the lock before us) may have moved on.
         let committed = if S::DURABLE {
-            S::checkpoint_in(&mut unit, P::NAME)
+            S::checkpoint_in(&mut unit, &self.key)
                 .await
                 .map_err(store_failed)?
         } else {
@@ -449,13 +547,13 @@ where
             handled += 1;
         }
         let position = committed.map_or(last, |c| c.max(last));
-        S::commit(unit, P::NAME, position)
+        S::commit(unit, &self.key, position)
             .await
             .map_err(|e| (0, HandlerError::Store(e.to_string())))?;
         if !S::DURABLE && P::KIND == Kind::Reactor {
             // A reactor's effects are its commands; its checkpoint only saves replaying
             // them (they are idempotent), so a failure to save it is logged, not fatal.
-            if let Err(e) = self.store.save_checkpoint(P::NAME, position).await {
+            if let Err(e) = self.store.save_checkpoint(&self.key, position).await {
                 tracing::warn!(projection = P::NAME, error = %e, "cannot save the checkpoint");
             }
         }
@@ -508,10 +606,10 @@ where
         let mut backoff = FIRST_BACKOFF;
         loop {
             let result = async {
-                let unit = self.store.begin(P::NAME).await?;
-                S::commit(unit, P::NAME, position).await?;
+                let unit = self.store.begin(&self.key).await?;
+                S::commit(unit, &self.key, position).await?;
                 if !S::DURABLE && P::KIND == Kind::Reactor {
-                    self.store.save_checkpoint(P::NAME, position).await?;
+                    self.store.save_checkpoint(&self.key, position).await?;
                 }
                 Ok::<(), StoreError>(())
             }
@@ -571,12 +669,29 @@ where
     fn publish(&mut self, handled: u64) {
         let rate = self.rate.add(handled);
         let position = self.position;
+        let progress = self.rebuild.as_mut().map(|r| {
+            r.done += handled;
+            *r
+        });
+        if let Some(r) = progress
+            && r.done % 10_000 < handled
+        {
+            tracing::info!(projection = P::NAME, done = r.done, total = r.total, rate, "rebuilding");
+        }
         self.status.send_modify(|s| {
             s.position = position;
             s.handled += handled;
             s.rate = rate;
-            if matches!(s.state, ProjectionState::Failed { .. }) {
-                s.state = ProjectionState::Running;
+            match (&s.state, progress) {
+                (ProjectionState::Stopped, _) => {}
+                (_, Some(r)) => {
+                    s.state = ProjectionState::Rebuilding {
+                        done: r.done,
+                        total: r.total.max(r.done),
+                    };
+                }
+                (ProjectionState::Failed { .. }, None) => s.state = ProjectionState::Running,
+                _ => {}
             }
         });
     }

@@ -26,6 +26,18 @@ pub trait Checkpoints: EventStore {
     /// The position of the last event a reader can see now (`None`: the log is empty): a
     /// reactor's first run starts after it.
     fn head(&self) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send;
+
+    /// How many events of `types` lie after `after` up to `up_to` (inclusive), for a
+    /// rebuild's progress; `None` where the store cannot count cheaply (the default).
+    fn count(
+        &self,
+        after: Option<Position>,
+        up_to: Position,
+        types: &'static [&'static str],
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send {
+        let _ = (after, up_to, types);
+        std::future::ready(Ok(None))
+    }
 }
 
 /// A store that gives handlers a context `C` and commits what they wrote through it together
@@ -61,6 +73,25 @@ pub trait ContextStore<C: Send>: Checkpoints {
         name: &str,
         position: Position,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Readies `version` of the read model `name` (on PostgreSQL: a schema of its own,
+    /// created with the read model's `ddl` the first time) and returns the version that
+    /// serves readers now, if any. A version other than the serving one is rebuilt beside
+    /// it, then [`ContextStore::activate`]d.
+    fn prepare(
+        &self,
+        name: &str,
+        version: u32,
+        ddl: &str,
+    ) -> impl Future<Output = Result<Option<u32>, StoreError>> + Send;
+
+    /// Makes `version` of `name` the one readers see (on PostgreSQL: its views swapped in
+    /// one transaction).
+    fn activate(
+        &self,
+        name: &str,
+        version: u32,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 impl<S: Checkpoints> ContextStore<()> for S {
@@ -80,6 +111,15 @@ impl<S: Checkpoints> ContextStore<()> for S {
     }
 
     async fn commit(_unit: (), _name: &str, _position: Position) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// In memory every run folds from the start: the version run is the one that serves.
+    async fn prepare(&self, _name: &str, version: u32, _ddl: &str) -> Result<Option<u32>, StoreError> {
+        Ok(Some(version))
+    }
+
+    async fn activate(&self, _name: &str, _version: u32) -> Result<(), StoreError> {
         Ok(())
     }
 }

@@ -29,6 +29,7 @@ pub(crate) fn derive(input: &DeriveInput, kind: Kind) -> TokenStream {
     let krate = krate(attrs.krate.as_ref());
     let name = attrs.name;
     let version = attrs.version;
+    let ddl = attrs.ddl.map(|d| quote!(const DDL: &'static str = #d;));
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let (kind, read_model) = match kind {
         Kind::Projection => (
@@ -50,6 +51,7 @@ pub(crate) fn derive(input: &DeriveInput, kind: Kind) -> TokenStream {
                 const NAME: &'static str = #name;
                 const VERSION: u32 = #version;
                 const KIND: #krate::projection::Kind = #kind;
+                #ddl
             }
             #read_model
         };
@@ -171,6 +173,7 @@ fn expand(model: &ListenerImpl, krate: &TokenStream, context: Option<&syn::Type>
                 const VERSION: u32 = <Self as #krate::__private::ListenerMeta>::VERSION;
                 const KIND: #krate::projection::Kind = <Self as #krate::__private::ListenerMeta>::KIND;
                 const EVENT_TYPES: &'static [&'static str] = &[#(#event_types),*];
+                const DDL: &'static str = <Self as #krate::__private::ListenerMeta>::DDL;
                 type Context = #context_ty;
 
                 fn handle<'__a>(

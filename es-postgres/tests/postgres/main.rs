@@ -11,6 +11,7 @@ mod concurrency;
 mod inline;
 mod late_commit;
 mod listeners;
+mod rebuild;
 mod wake;
 
 mod conformance {
