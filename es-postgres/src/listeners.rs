@@ -239,6 +239,16 @@ impl ContextStore<PgConnection> for PostgresStore {
                     .await
                     .map_err(backend)?;
             }
+            // New tables start from the start: a checkpoint left by a dropped version of the
+            // same number must not apply to them.
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DELETE FROM \"{schema}\".checkpoints WHERE name = $1"
+            )))
+            .persistent(false)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO \"{schema}\".projection_versions (name, version) VALUES ($1, $2)"
             )))
@@ -401,6 +411,14 @@ pub(crate) async fn drop_version(
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP SCHEMA IF EXISTS \"{data}\" CASCADE"
     )))
+    .execute(&mut *tx)
+    .await
+    .map_err(backend)?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM \"{schema}\".checkpoints WHERE name = $1"
+    )))
+    .persistent(false)
+    .bind(format!("{name}_v{version}"))
     .execute(&mut *tx)
     .await
     .map_err(backend)?;

@@ -241,6 +241,15 @@ where
     }
 
     async fn run(mut self) {
+        // The version first: a version whose tables are new starts with no checkpoint.
+        let serving = match self.prepare().await {
+            Some(serving) => serving,
+            None => {
+                self.status
+                    .send_modify(|s| s.state = ProjectionState::Stopped);
+                return;
+            }
+        };
         let stop = loop {
             match self.starting_position().await {
                 Ok(position) => {
@@ -257,7 +266,7 @@ where
         };
         let stop = match stop {
             Some(()) => Some(()),
-            None => self.versions().await,
+            None => self.versions(serving).await,
         };
         if stop.is_none() {
             self.publish(0);
@@ -267,17 +276,37 @@ where
             .send_modify(|s| s.state = ProjectionState::Stopped);
     }
 
-    /// Readies the read model's version; when another version serves readers, this one is
-    /// rebuilt beside it and takes over once caught up. Returns `Some` when stopped.
-    async fn versions(&mut self) -> Option<()> {
+    /// Readies the read model's version (a durable one: its tables, with a fresh checkpoint
+    /// when they are new) and returns the version serving readers; `None` when stopped.
+    async fn prepare(&mut self) -> Option<Option<u32>> {
+        if !S::DURABLE || P::KIND != Kind::ReadModel {
+            return Some(Some(P::VERSION));
+        }
+        loop {
+            match self.store.prepare(P::NAME, P::VERSION, P::DDL).await {
+                Ok(serving) => return Some(serving),
+                Err(e) => {
+                    tracing::error!(projection = P::NAME, error = %e, "cannot ready the read model's version");
+                    if let Flow::Stop = self.pause(FIRST_BACKOFF * 20, None).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// When another version serves readers, this one is rebuilt beside it and takes over
+    /// once caught up; when none does, this one serves as it catches up. Returns `Some` when
+    /// stopped.
+    async fn versions(&mut self, serving: Option<u32>) -> Option<()> {
         if !S::DURABLE || P::KIND != Kind::ReadModel {
             return None;
         }
         loop {
-            match self.plan_versions().await {
+            match self.plan_versions(serving).await {
                 Ok(()) => return None,
                 Err(e) => {
-                    tracing::error!(projection = P::NAME, error = %e, "cannot ready the read model's version");
+                    tracing::error!(projection = P::NAME, error = %e, "cannot plan the read model's version");
                     if let Flow::Stop = self.pause(FIRST_BACKOFF * 20, None).await {
                         return Some(());
                     }
@@ -286,8 +315,7 @@ where
         }
     }
 
-    async fn plan_versions(&mut self) -> Result<(), StoreError> {
-        let serving = self.store.prepare(P::NAME, P::VERSION, P::DDL).await?;
+    async fn plan_versions(&mut self, serving: Option<u32>) -> Result<(), StoreError> {
         match serving {
             Some(v) if v == P::VERSION => {}
             // Another version serves: build this one beside it, up to the log's end now.
@@ -298,9 +326,19 @@ where
                         .count(self.position, target, P::EVENT_TYPES)
                         .await?
                         .unwrap_or(0);
-                    tracing::info!(projection = P::NAME, version = P::VERSION, total, "rebuilding beside the serving version");
-                    self.rebuild = Some(Rebuild { target, total, done: 0 });
-                    self.status.send_modify(|s| s.state = ProjectionState::Rebuilding { done: 0, total });
+                    tracing::info!(
+                        projection = P::NAME,
+                        version = P::VERSION,
+                        total,
+                        "rebuilding beside the serving version"
+                    );
+                    self.rebuild = Some(Rebuild {
+                        target,
+                        total,
+                        done: 0,
+                    });
+                    self.status
+                        .send_modify(|s| s.state = ProjectionState::Rebuilding { done: 0, total });
                 }
                 _ => self.store.activate(P::NAME, P::VERSION).await?,
             },
@@ -322,9 +360,14 @@ where
         loop {
             match self.store.activate(P::NAME, P::VERSION).await {
                 Ok(()) => {
-                    tracing::info!(projection = P::NAME, version = P::VERSION, "rebuilt: this version serves now");
+                    tracing::info!(
+                        projection = P::NAME,
+                        version = P::VERSION,
+                        "rebuilt: this version serves now"
+                    );
                     self.rebuild = None;
-                    self.status.send_modify(|s| s.state = ProjectionState::Running);
+                    self.status
+                        .send_modify(|s| s.state = ProjectionState::Running);
                     return Flow::Go;
                 }
                 Err(e) => {
@@ -676,7 +719,13 @@ where
         if let Some(r) = progress
             && r.done % 10_000 < handled
         {
-            tracing::info!(projection = P::NAME, done = r.done, total = r.total, rate, "rebuilding");
+            tracing::info!(
+                projection = P::NAME,
+                done = r.done,
+                total = r.total,
+                rate,
+                "rebuilding"
+            );
         }
         self.status.send_modify(|s| {
             s.position = position;

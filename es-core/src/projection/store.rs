@@ -115,7 +115,12 @@ impl<S: Checkpoints> ContextStore<()> for S {
     }
 
     /// In memory every run folds from the start: the version run is the one that serves.
-    async fn prepare(&self, _name: &str, version: u32, _ddl: &str) -> Result<Option<u32>, StoreError> {
+    async fn prepare(
+        &self,
+        _name: &str,
+        version: u32,
+        _ddl: &str,
+    ) -> Result<Option<u32>, StoreError> {
         Ok(Some(version))
     }
 

@@ -4,6 +4,7 @@
 
 pub mod domain;
 pub mod race;
+pub mod rebuild_demo;
 pub mod saga;
 pub mod scenario;
 pub mod statements;

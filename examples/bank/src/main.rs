@@ -13,12 +13,9 @@
 
 use std::process::ExitCode;
 
-use std::time::Duration;
-
 use bank::scenario::{self, BoxError, Summary};
-use bank::statements_pg::PgStatements;
-use bank::transfers;
-use es_core::{InMemoryStore, Projector};
+use bank::{rebuild_demo, transfers};
+use es_core::InMemoryStore;
 use es_postgres::PostgresStore;
 
 /// The PostgreSQL schema the demo writes to.
@@ -32,37 +29,9 @@ async fn run() -> Result<Summary, BoxError> {
             let store = PostgresStore::new(pool).with_schema(SCHEMA)?;
             store.migrate().await?;
             println!("Bank demo on PostgreSQL (schema `{SCHEMA}`)\n");
-            // Statements in tables too, written with their checkpoint in one transaction.
-            let tables = PgStatements::new(SCHEMA);
-            tables.create_tables(store.pool()).await?;
-            let pg_statements = Projector::new(store.clone(), PgStatements::new(SCHEMA)).spawn();
             let summary = scenario::run(store.clone(), &mut out).await?;
             let report = transfers::run(store.clone(), &mut out).await?;
-            let streams: Vec<_> = report
-                .accounts
-                .iter()
-                .map(|id| es_core::StreamId::new("account", id.to_string()))
-                .collect();
-            let head = transfers::last_position(&store, &streams).await?;
-            pg_statements
-                .wait_for(head, Duration::from_secs(30))
-                .await?;
-            pg_statements.stop().await;
-            for (account, expected) in report.accounts.iter().zip(report.balances) {
-                let (balance, lines) = tables
-                    .balance(store.pool(), &account.to_string())
-                    .await?
-                    .ok_or("an account missing from the tables")?;
-                if balance != expected {
-                    return Err(format!(
-                        "the tables say {balance} for {account}, the fold {expected}"
-                    )
-                    .into());
-                }
-                println!(
-                    "  in PostgreSQL: {SCHEMA}.statement_accounts has {account} at {balance} cents ({lines} lines)"
-                );
-            }
+            rebuild_demo::run(&store, &mut out, &report).await?;
             Ok(summary)
         }
         _ => {

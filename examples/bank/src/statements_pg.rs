@@ -1,7 +1,10 @@
 //! Account statements in PostgreSQL tables: the same read model as
 //! [`Statements`](crate::statements::Statements), written by its handlers in the runner's
 //! transaction, which also stores the checkpoint, so after a crash anywhere no line is
-//! doubled or lost. Query it with SQL (`SELECT * FROM bank.statement_lines`).
+//! doubled or lost. Each version lives in a schema of its own (`bank__statements_pg_v1`);
+//! readers query the serving version through views (`bank__statements_pg.accounts`,
+//! `bank__statements_pg.lines`). Two versions exist so the demo can rebuild one beside the
+//! other.
 
 use es_core::prelude::*;
 use es_postgres::{PgConnection, PgPool};
@@ -9,96 +12,102 @@ use sqlx::AssertSqlSafe;
 
 use crate::domain::account::{AccountClosed, AccountOpened, MoneyDeposited, MoneyWithdrawn};
 
-/// The read model's tables, in `schema`.
-#[derive(Projection)]
-#[projection(name = "statements_pg")]
-pub struct PgStatements {
-    accounts: String,
-    lines: String,
+/// The read model's name: its views live in schema `{store schema}__statements_pg`.
+pub const NAME: &str = "statements_pg";
+
+/// Version 1.
+#[derive(Projection, Default)]
+#[projection(
+    name = "statements_pg",
+    version = 1,
+    ddl = "CREATE TABLE accounts (account text PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL, closed boolean NOT NULL DEFAULT false);
+           CREATE TABLE lines (account text NOT NULL, version bigint NOT NULL, what text NOT NULL, amount bigint NOT NULL, PRIMARY KEY (account, version))"
+)]
+pub struct PgStatements;
+
+/// Version 2: the same tables, rebuilt from the log beside version 1.
+#[derive(Projection, Default)]
+#[projection(
+    name = "statements_pg",
+    version = 2,
+    ddl = "CREATE TABLE accounts (account text PRIMARY KEY, owner text NOT NULL, balance bigint NOT NULL, closed boolean NOT NULL DEFAULT false);
+           CREATE TABLE lines (account text NOT NULL, version bigint NOT NULL, what text NOT NULL, amount bigint NOT NULL, PRIMARY KEY (account, version))"
+)]
+pub struct PgStatementsV2;
+
+/// An account's balance and number of lines, as the serving version's views show them.
+///
+/// # Errors
+///
+/// When the query fails.
+pub async fn balance(
+    pool: &PgPool,
+    schema: &str,
+    account: &str,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let views = format!("\"{schema}__{NAME}\"");
+    sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT a.balance, (SELECT count(*) FROM {views}.lines l WHERE l.account = a.account) \
+         FROM {views}.accounts a WHERE a.account = $1"
+    )))
+    .bind(account)
+    .fetch_optional(pool)
+    .await
 }
 
-impl PgStatements {
-    /// The read model in `schema` (a validated schema name: the store's).
-    #[must_use]
-    pub fn new(schema: &str) -> Self {
-        Self {
-            accounts: format!("\"{schema}\".statement_accounts"),
-            lines: format!("\"{schema}\".statement_lines"),
-        }
-    }
+/// The version serving readers now.
+///
+/// # Errors
+///
+/// When the query fails.
+pub async fn serving(pool: &PgPool, schema: &str) -> Result<Option<i32>, sqlx::Error> {
+    sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM \"{schema}\".projection_versions WHERE name = $1 AND active"
+    )))
+    .bind(NAME)
+    .fetch_optional(pool)
+    .await
+}
 
-    /// Creates the tables if they are missing (the example's set-up; an application would
-    /// keep them in its migrations).
-    ///
-    /// # Errors
-    ///
-    /// When PostgreSQL refuses.
-    pub async fn create_tables(&self, pool: &PgPool) -> Result<(), sqlx::Error> {
-        for ddl in [
-            format!(
-                "CREATE TABLE IF NOT EXISTS {} (account text PRIMARY KEY, owner text NOT NULL, \
-                 balance bigint NOT NULL, closed boolean NOT NULL DEFAULT false)",
-                self.accounts
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {} (account text NOT NULL, version bigint NOT NULL, \
-                 what text NOT NULL, amount bigint NOT NULL, PRIMARY KEY (account, version))",
-                self.lines
-            ),
-        ] {
-            sqlx::query(AssertSqlSafe(ddl)).execute(pool).await?;
-        }
-        Ok(())
-    }
-
-    /// An account's balance and number of lines, as the tables hold them.
-    ///
-    /// # Errors
-    ///
-    /// When the query fails.
-    pub async fn balance(
-        &self,
-        pool: &PgPool,
-        account: &str,
-    ) -> Result<Option<(i64, i64)>, sqlx::Error> {
-        sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT a.balance, (SELECT count(*) FROM {} l WHERE l.account = a.account) FROM {} a WHERE a.account = $1",
-            self.lines, self.accounts
-        )))
-        .bind(account)
-        .fetch_optional(pool)
-        .await
-    }
-
-    async fn line(
-        &self,
-        tx: &mut PgConnection,
-        stream: &StreamId,
-        version: u64,
-        what: &str,
-        amount: i64,
-    ) -> Result<(), sqlx::Error> {
-        let version = i64::try_from(version).unwrap_or(i64::MAX);
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (account, version, what, amount) VALUES ($1, $2, $3, $4)",
-            self.lines
-        )))
+// Unqualified names: the runner puts the version's schema first on the search path.
+async fn line(
+    tx: &mut PgConnection,
+    stream: &StreamId,
+    version: u64,
+    what: &str,
+    amount: i64,
+) -> Result<(), sqlx::Error> {
+    let version = i64::try_from(version).unwrap_or(i64::MAX);
+    sqlx::query("INSERT INTO lines (account, version, what, amount) VALUES ($1, $2, $3, $4)")
         .bind(stream.id())
         .bind(version)
         .bind(what)
         .bind(amount)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET balance = balance + $2 WHERE account = $1",
-            self.accounts
-        )))
+    sqlx::query("UPDATE accounts SET balance = balance + $2 WHERE account = $1")
         .bind(stream.id())
         .bind(amount)
         .execute(&mut *tx)
         .await?;
-        Ok(())
-    }
+    Ok(())
+}
+
+async fn opened(tx: &mut PgConnection, e: &Envelope<AccountOpened>) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO accounts (account, owner, balance) VALUES ($1, $2, 0)")
+        .bind(e.stream.id())
+        .bind(&e.event.owner)
+        .execute(&mut *tx)
+        .await?;
+    line(tx, &e.stream, e.version, "opened", 0).await
+}
+
+async fn closed(tx: &mut PgConnection, e: &Envelope<AccountClosed>) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE accounts SET closed = true WHERE account = $1")
+        .bind(e.stream.id())
+        .execute(&mut *tx)
+        .await?;
+    line(tx, &e.stream, e.version, "closed", 0).await
 }
 
 fn cents(amount: u64) -> i64 {
@@ -113,15 +122,7 @@ impl PgStatements {
         e: &Envelope<AccountOpened>,
         tx: &mut PgConnection,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO {} (account, owner, balance) VALUES ($1, $2, 0)",
-            self.accounts
-        )))
-        .bind(e.stream.id())
-        .bind(&e.event.owner)
-        .execute(&mut *tx)
-        .await?;
-        self.line(tx, &e.stream, e.version, "opened", 0).await
+        opened(tx, e).await
     }
 
     #[on]
@@ -130,8 +131,7 @@ impl PgStatements {
         e: &Envelope<MoneyDeposited>,
         tx: &mut PgConnection,
     ) -> Result<(), sqlx::Error> {
-        self.line(tx, &e.stream, e.version, "deposit", cents(e.event.amount))
-            .await
+        line(tx, &e.stream, e.version, "deposit", cents(e.event.amount)).await
     }
 
     #[on]
@@ -140,7 +140,7 @@ impl PgStatements {
         e: &Envelope<MoneyWithdrawn>,
         tx: &mut PgConnection,
     ) -> Result<(), sqlx::Error> {
-        self.line(
+        line(
             tx,
             &e.stream,
             e.version,
@@ -156,13 +156,52 @@ impl PgStatements {
         e: &Envelope<AccountClosed>,
         tx: &mut PgConnection,
     ) -> Result<(), sqlx::Error> {
-        sqlx::query(AssertSqlSafe(format!(
-            "UPDATE {} SET closed = true WHERE account = $1",
-            self.accounts
-        )))
-        .bind(e.stream.id())
-        .execute(&mut *tx)
-        .await?;
-        self.line(tx, &e.stream, e.version, "closed", 0).await
+        closed(tx, e).await
+    }
+}
+
+#[projection_impl]
+impl PgStatementsV2 {
+    #[on]
+    async fn opened(
+        &mut self,
+        e: &Envelope<AccountOpened>,
+        tx: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        opened(tx, e).await
+    }
+
+    #[on]
+    async fn deposited(
+        &mut self,
+        e: &Envelope<MoneyDeposited>,
+        tx: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        line(tx, &e.stream, e.version, "deposit", cents(e.event.amount)).await
+    }
+
+    #[on]
+    async fn withdrawn(
+        &mut self,
+        e: &Envelope<MoneyWithdrawn>,
+        tx: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        line(
+            tx,
+            &e.stream,
+            e.version,
+            "withdrawal",
+            -cents(e.event.amount),
+        )
+        .await
+    }
+
+    #[on]
+    async fn closed(
+        &mut self,
+        e: &Envelope<AccountClosed>,
+        tx: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
+        closed(tx, e).await
     }
 }
