@@ -177,8 +177,14 @@ async fn the_transfer_saga_runs_on_postgres() {
             .expect("the rebuild demo succeeds");
     }
     let printed = String::from_utf8(out).expect("UTF-8");
-    assert!(printed.contains("caught up: version 2 serves now"), "{printed}");
-    assert!(printed.contains("caught up: version 1 serves now"), "{printed}");
+    assert!(
+        printed.contains("caught up: version 2 serves now"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("caught up: version 1 serves now"),
+        "{printed}"
+    );
     assert_eq!(
         (report.completed, report.refunded, report.debit_refused),
         (1, 1, 1)
