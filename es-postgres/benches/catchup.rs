@@ -82,6 +82,25 @@ impl Projection for InStore {
     }
 }
 
+/// Version 2 of the read model in the store, rebuilt beside version 1.
+struct InStoreV2(i64);
+
+impl Projection for InStoreV2 {
+    const NAME: &'static str = "bench_in_store";
+    const VERSION: u32 = 2;
+    const KIND: Kind = Kind::ReadModel;
+    const EVENT_TYPES: &'static [&'static str] = &[COMMON, RARE];
+    type Context = PgConnection;
+    fn handle<'a>(
+        &'a mut self,
+        record: &'a RecordedEvent,
+        _: &'a mut PgConnection,
+    ) -> HandleFuture<'a> {
+        self.0 += record.payload["amount"].as_i64().unwrap_or(0);
+        Box::pin(std::future::ready(Ok::<(), HandlerError>(())))
+    }
+}
+
 async fn fill(store: &PostgresStore, events: usize) -> Position {
     let mut last = None;
     let per_append = 100;
@@ -186,6 +205,8 @@ async fn main() {
     let memory = catch_up(&store, Sum::default(), last).await;
     let in_store = catch_up(&store, InStore(0), last).await;
     let filtered = catch_up(&store, Rare::default(), last).await;
+    // Version 2 beside the serving version 1: the rebuild, up to its switch.
+    let rebuild = catch_up(&store, InStoreV2(0), last).await;
     let rate = |n: u64, s: f64| n as f64 / s;
     println!("listener catch-up over {all} events ({rare} of the rare type)\n");
     println!("| what | seconds | events/s of the log | raw SELECT (s) | raw / listener |");
@@ -201,6 +222,11 @@ async fn main() {
             "read model over 1% of the log (filtered in SQL)",
             filtered,
             raw_rare,
+        ),
+        (
+            "rebuild: version 2 of the read model in the store, beside version 1",
+            rebuild,
+            raw_all,
         ),
     ] {
         println!(
