@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use es_core::{Delivery, Metadata, Position, RecordedEvent, StoreError, StreamId};
-use futures::{Stream, StreamExt, stream};
+use futures::{Stream, StreamExt, TryStreamExt, stream};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
@@ -130,6 +130,15 @@ fn decode(row: &PgRow, key: &RowKey) -> Result<RecordedEvent, StoreError> {
     })
 }
 
+/// The bytes of payload and metadata a row holds, as sent.
+fn row_bytes(row: &PgRow) -> usize {
+    ["payload", "metadata"]
+        .iter()
+        .filter_map(|column| row.try_get_raw(*column).ok())
+        .filter_map(|value| value.as_bytes().ok().map(<[u8]>::len))
+        .sum()
+}
+
 /// Results of one page: the records in order, a row that no longer decodes as an error in
 /// its place.
 type Page = Vec<Result<RecordedEvent, StoreError>>;
@@ -158,23 +167,24 @@ enum Cursor {
 }
 
 impl Cursor {
-    async fn fetch(&self, inner: &Inner) -> Result<Vec<PgRow>, StoreError> {
+    /// One page: at most `batch` rows, and no more rows once they hold `batch_bytes` of
+    /// payload and metadata (the first row always comes). Returns the rows and whether more
+    /// may follow (the page is full by either bound).
+    async fn fetch(&self, inner: &Inner) -> Result<(Vec<PgRow>, bool), StoreError> {
         let pooled = inner.settings.pooled;
-        let (batch, bytes) = (inner.settings.batch, inner.settings.batch_bytes);
+        let batch = inner.settings.batch;
         let query = match self {
             Self::Stream { stream, from } => sqlx::query(inner.sql.read_stream.clone())
                 .bind(stream.category())
                 .bind(stream.id())
                 .bind(*from)
-                .bind(batch)
-                .bind(bytes),
+                .bind(batch),
             Self::Log { after } => {
                 let (transaction, sequence) = position_params(*after);
                 sqlx::query(inner.sql.read_all.clone())
                     .bind(transaction)
                     .bind(sequence)
                     .bind(batch)
-                    .bind(bytes)
             }
             Self::Types { after, types } => {
                 let (transaction, sequence) = position_params(*after);
@@ -182,35 +192,40 @@ impl Cursor {
                     .bind(transaction)
                     .bind(sequence)
                     .bind(batch)
-                    .bind(bytes)
                     .bind(*types)
             }
         };
+        let bound = usize::try_from(inner.settings.batch_bytes).unwrap_or(usize::MAX);
         let mut conn = inner.pool.acquire().await.map_err(backend)?;
-        pinned!(pooled, conn, |c| query
-            .persistent(!pooled)
-            .fetch_all(c)
-            .await)
-        .map_err(backend)
-    }
-
-    /// Whether a page of `rows` (as fetched) may be followed by more: full by count, or cut
-    /// by the byte bound (the running size reached it).
-    fn full(inner: &Inner, rows: &[&PgRow]) -> bool {
-        let by_count = i64::try_from(rows.len()).is_ok_and(|n| n >= inner.settings.batch);
-        let by_bytes = rows.last().is_some_and(|r| {
-            r.try_get::<i64, _>("running")
-                .is_ok_and(|b| b >= inner.settings.batch_bytes)
-        });
-        by_count || by_bytes
+        let (rows, cut) = pinned!(pooled, conn, |c| async {
+            let mut rows = Vec::new();
+            let mut bytes = 0usize;
+            let mut cut = false;
+            let mut stream = query.persistent(!pooled).fetch(c);
+            while let Some(row) = stream.try_next().await? {
+                bytes = bytes.saturating_add(row_bytes(&row));
+                rows.push(row);
+                if bytes >= bound {
+                    // The rest of the page is read off the wire and dropped, never held.
+                    cut = true;
+                    break;
+                }
+            }
+            drop(stream);
+            Ok::<_, sqlx::Error>((rows, cut))
+        }
+        .await)
+        .map_err(backend)?;
+        let full = cut || i64::try_from(rows.len()).is_ok_and(|n| n >= batch);
+        Ok((rows, full))
     }
 
     /// A subscription's page as deliveries: the records, and for a filtered read that
     /// covered the log up to its head, the progress past the records of other types.
     fn deliveries(
         &mut self,
-        inner: &Inner,
         rows: &[PgRow],
+        full: bool,
     ) -> (Vec<Result<Delivery, StoreError>>, bool) {
         let Self::Types { .. } = self else {
             let (page, stuck) = self.decode(rows);
@@ -245,7 +260,7 @@ impl Cursor {
                 return (page, true);
             }
         }
-        if !Self::full(inner, &records)
+        if !full
             && let (Self::Types { after, .. }, Some(head)) = (&mut *self, head)
             && after.is_none_or(|a| head > a)
         {
@@ -300,9 +315,8 @@ fn paged(
     let pages = stream::unfold((inner, cursor), |(inner, cursor)| async move {
         let mut cursor = cursor?;
         match cursor.fetch(&inner).await {
-            Ok(rows) if rows.is_empty() => None,
-            Ok(rows) => {
-                let full = Cursor::full(&inner, &rows.iter().collect::<Vec<_>>());
+            Ok((rows, _)) if rows.is_empty() => None,
+            Ok((rows, full)) => {
                 let (page, stuck) = cursor.decode(&rows);
                 let more = full && !stuck;
                 Some((page, (inner, more.then_some(cursor))))
@@ -404,9 +418,9 @@ impl Subscription {
             self.local.borrow_and_update();
             self.remote.borrow_and_update();
             match self.cursor.fetch(&self.inner).await {
-                Ok(rows) if rows.is_empty() => self.wait().await,
-                Ok(rows) => {
-                    let (page, stuck) = self.cursor.deliveries(&self.inner, &rows);
+                Ok((rows, _)) if rows.is_empty() => self.wait().await,
+                Ok((rows, full)) => {
+                    let (page, stuck) = self.cursor.deliveries(&rows, full);
                     if page.is_empty() {
                         self.wait().await;
                         continue;

@@ -34,20 +34,10 @@ pub(crate) fn validate(schema: &str) -> Result<(), PostgresError> {
 const COLUMNS: &str = "position, transaction_id::text AS transaction_xid, category, stream_id, \
      version, event_type, schema_version, payload, metadata, event_id, recorded_at";
 
-/// A record's size as stored (compressed values count compressed; no detoasting to measure).
-const SIZE: &str = "pg_column_size(payload) + pg_column_size(metadata) AS size";
-
-/// A page bounded by bytes as well as rows: of the rows `page` selects (at most its LIMIT),
-/// those whose running size before them is under `max_bytes` (so the first always comes).
-/// `running` tells the reader whether the bound cut the page short. The window runs over the
-/// limited page only, never over the rest of the log.
-fn sized(page: &str, order: &str, max_bytes: &str) -> String {
-    format!(
-        "SELECT * FROM ( \
-           SELECT page.*, sum(page.size) OVER (ORDER BY {order}) AS running FROM ({page}) page \
-         ) sized WHERE running - size < {max_bytes} ORDER BY {order}"
-    )
-}
+/// The output names of [`COLUMNS`], for a query that selects them from a subquery.
+const COLUMN_NAMES: &str = "page.position, page.transaction_xid, page.category, page.stream_id, \
+     page.version, page.event_type, page.schema_version, page.payload, page.metadata, page.event_id, \
+     page.recorded_at";
 
 /// The first key of the listeners' advisory locks ("es" and 1), so they do not collide with
 /// an application's own single-key locks.
@@ -117,26 +107,20 @@ impl Statements {
             stream_version: sql(format!(
                 "SELECT coalesce(max(version), 0) FROM {events} WHERE category = $1 AND stream_id = $2"
             )),
-            read_stream: sql(sized(
-                &format!(
-                    "SELECT {COLUMNS}, {SIZE} FROM {events} \
-                     WHERE category = $1 AND stream_id = $2 AND version >= $3 \
-                     ORDER BY version LIMIT $4"
-                ),
-                "version",
-                "$5",
+            // Pages are bounded by rows here and by bytes as the reader takes the rows (it
+            // stops taking them past the byte bound): no window over the page on the server.
+            read_stream: sql(format!(
+                "SELECT {COLUMNS} FROM {events} \
+                 WHERE category = $1 AND stream_id = $2 AND version >= $3 \
+                 ORDER BY version LIMIT $4"
             )),
             // Only transactions below the snapshot's xmin: they have all ended, so nothing can
             // still commit below this horizon and a reader never skips a late commit.
-            read_all: sql(sized(
-                &format!(
-                    "SELECT {COLUMNS}, transaction_id::text::numeric AS xid_order, {SIZE} FROM {events} \
-                     WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-                       AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-                     ORDER BY transaction_id, position LIMIT $3"
-                ),
-                "xid_order, position",
-                "$4",
+            read_all: sql(format!(
+                "SELECT {COLUMNS} FROM {events} \
+                 WHERE (transaction_id, position) > ($1::text::xid8, $2) \
+                   AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+                 ORDER BY transaction_id, position LIMIT $3"
             )),
             // The records of some types after a position, and the last position a reader
             // can see (`head`, NULL columns elsewhere when no record matches): a page short
@@ -150,14 +134,13 @@ impl Statements {
                    WHERE (e.transaction_id, e.position) > ($1::text::xid8, $2) AND e.transaction_id < horizon.xmin \
                    ORDER BY e.transaction_id DESC, e.position DESC LIMIT 1), \
                  page AS ( \
-                   SELECT {COLUMNS}, transaction_id::text::numeric AS xid_order, {SIZE} FROM {events}, horizon \
+                   SELECT {COLUMNS}, transaction_id AS xid_order FROM {events}, horizon \
                    WHERE (transaction_id, position) > ($1::text::xid8, $2) \
-                     AND transaction_id < horizon.xmin AND event_type = ANY($5) \
-                   ORDER BY transaction_id, position LIMIT $3), \
-                 sized AS (SELECT page.*, sum(page.size) OVER (ORDER BY xid_order, position) AS running FROM page) \
-                 SELECT sized.*, head.head_xid, head.head_position \
-                 FROM head LEFT JOIN sized ON sized.running - sized.size < $4 \
-                 ORDER BY sized.xid_order, sized.position"
+                     AND transaction_id < horizon.xmin AND event_type = ANY($4) \
+                   ORDER BY transaction_id, position LIMIT $3) \
+                 SELECT {COLUMN_NAMES}, head.head_xid, head.head_position \
+                 FROM head LEFT JOIN page ON true \
+                 ORDER BY page.xid_order, page.position"
             )),
             lag: sql(format!(
                 "SELECT count(*) AS events, extract(epoch FROM now() - min(recorded_at))::float8 AS seconds \

@@ -560,34 +560,43 @@ where
         } else {
             None
         };
+        // The records this listener takes, with their index in the batch.
+        let wanted = records.iter().enumerate().filter_map(|(i, delivery)| match delivery {
+            Delivery::Record(record)
+                if committed.is_none_or(|c| record.position > c)
+                    && P::EVENT_TYPES.contains(&record.event_type.as_str()) =>
+            {
+                Some((i, record))
+            }
+            _ => None,
+        });
         let mut handled = 0;
-        for (i, delivery) in records.iter().enumerate() {
-            let Delivery::Record(record) = delivery else {
-                continue;
-            };
-            if committed.is_some_and(|c| record.position <= c) {
-                continue;
-            }
-            if !P::EVENT_TYPES.contains(&record.event_type.as_str()) {
-                continue;
-            }
-            let cx = S::context(&mut unit);
-            let result = match &mut self.model {
-                Model::Owned(listener) => listener.handle(record, cx).await,
-                Model::Shared(shared) => {
-                    let mut listener = shared.write().unwrap_or_else(PoisonError::into_inner);
-                    listener.handle(record, cx).now_or_never().unwrap_or_else(|| {
-                        Err(HandlerError::Handler(
-                            "a listener whose handlers take no context must handle records synchronously"
-                                .to_owned(),
-                        ))
-                    })
+        match &mut self.model {
+            Model::Owned(listener) => {
+                for (i, record) in wanted {
+                    let cx = S::context(&mut unit);
+                    listener.handle(record, cx).await.map_err(|e| (i, e))?;
+                    handled += 1;
                 }
-            };
-            if let Err(e) = result {
-                return Err((i, e));
             }
-            handled += 1;
+            // Folded in memory, synchronously: one lock for the batch.
+            Model::Shared(shared) => {
+                let mut listener = shared.write().unwrap_or_else(PoisonError::into_inner);
+                for (i, record) in wanted {
+                    let cx = S::context(&mut unit);
+                    listener
+                        .handle(record, cx)
+                        .now_or_never()
+                        .unwrap_or_else(|| {
+                            Err(HandlerError::Handler(
+                                "a listener whose handlers take no context must handle records synchronously"
+                                    .to_owned(),
+                            ))
+                        })
+                        .map_err(|e| (i, e))?;
+                    handled += 1;
+                }
+            }
         }
         let position = committed.map_or(last, |c| c.max(last));
         S::commit(unit, &self.key, position)
