@@ -30,7 +30,7 @@
 //!   past 127 levels), and names or ids too long to index, are refused at append as
 //!   `Unstorable`, by [`es_core::store::check_storable`], the same check the in-memory store
 //!   runs.
-//! - Reads are paged by rows (500) and by bytes (8 MiB of payload and metadata as stored):
+//! - Reads are paged by rows (500) and by bytes (8 MiB of payload and metadata as sent):
 //!   memory stays bounded however large the events. `read_all` reads page after page until
 //!   a short page; under writers faster than the reader it goes on with them (use
 //!   `subscribe` for a feed that never ends on purpose).
@@ -245,10 +245,11 @@ impl PostgresStore {
         self.with(|s| s.batch = i64::from(batch.max(1)))
     }
 
-    /// How many bytes of payload and metadata one read query fetches at most, as stored
-    /// (`pg_column_size`, so compressed values count compressed; default 8 MiB). A page
-    /// always holds at least one record, so one record larger than this is still read.
-    /// Memory stays bounded by the smaller of this and [`with_batch_size`] records.
+    /// How many bytes of payload and metadata a read page holds at most, as sent (default
+    /// 8 MiB): the reader stops taking a page's rows once they reach it, and reads the rest
+    /// of the page off the wire without holding it. A page always holds at least one record,
+    /// so one record larger than this is still read. Memory stays bounded by the smaller of
+    /// this and [`with_batch_size`] records.
     ///
     /// [`with_batch_size`]: PostgresStore::with_batch_size
     #[must_use]
