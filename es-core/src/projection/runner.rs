@@ -561,15 +561,18 @@ where
             None
         };
         // The records this listener takes, with their index in the batch.
-        let wanted = records.iter().enumerate().filter_map(|(i, delivery)| match delivery {
-            Delivery::Record(record)
-                if committed.is_none_or(|c| record.position > c)
-                    && P::EVENT_TYPES.contains(&record.event_type.as_str()) =>
-            {
-                Some((i, record))
-            }
-            _ => None,
-        });
+        let wanted = records
+            .iter()
+            .enumerate()
+            .filter_map(|(i, delivery)| match delivery {
+                Delivery::Record(record)
+                    if committed.is_none_or(|c| record.position > c)
+                        && P::EVENT_TYPES.contains(&record.event_type.as_str()) =>
+                {
+                    Some((i, record))
+                }
+                _ => None,
+            });
         let mut handled = 0;
         match &mut self.model {
             Model::Owned(listener) => {
