@@ -188,16 +188,16 @@ impl ContextStore<PgConnection> for PostgresStore {
         let mut tx = self.inner.pool.begin().await.map_err(backend)?;
         // Waits while another process's runner of this listener is inside a batch: runners
         // take turns, and each batch starts from the checkpoint it finds under the lock.
-        lock(&mut tx, &self.inner, name).await?;
         // Handlers write unqualified names into this version's schema.
         let data = derived_schema(&self.inner, name)?;
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "SET LOCAL search_path TO \"{data}\", \"{}\"",
-            self.inner.sql.schema
-        )))
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let search_path = format!("\"{data}\", \"{}\"", self.inner.sql.schema);
+        sqlx::query(self.inner.sql.begin_listener.clone())
+            .persistent(!self.inner.settings.pooled)
+            .bind(name)
+            .bind(search_path)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         Ok(ListenerTx {
             tx,
             inner: Arc::clone(&self.inner),

@@ -59,6 +59,7 @@ pub(crate) struct Statements {
     pub(crate) load_checkpoint: SqlStr,
     pub(crate) save_checkpoint: SqlStr,
     pub(crate) lock_listener: SqlStr,
+    pub(crate) begin_listener: SqlStr,
 }
 
 impl Statements {
@@ -167,6 +168,12 @@ impl Statements {
             // database do not wait on each other.
             lock_listener: sql(format!(
                 "SELECT pg_advisory_xact_lock({LOCK_SPACE}, hashtext('{schema}.' || $1))"
+            )),
+            // The same lock, and the search path of the version's schema for the rest of the
+            // transaction (`SET LOCAL`), in one round trip.
+            begin_listener: sql(format!(
+                "SELECT pg_advisory_xact_lock({LOCK_SPACE}, hashtext('{schema}.' || $1)), \
+                        set_config('search_path', $2, true)"
             )),
             stored_events: sql(format!(
                 "SELECT {COLUMNS} FROM {events} WHERE event_id = ANY($1)"
