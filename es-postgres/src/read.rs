@@ -111,8 +111,9 @@ fn decode(row: &PgRow, key: &RowKey) -> Result<RecordedEvent, StoreError> {
     let schema_version = u16::try_from(schema_version)
         .map_err(|_| corrupt(format!("schema version {schema_version} is out of range")))?;
     let Json(payload): Json<serde_json::Value> = row.try_get("payload").map_err(get)?;
-    let Json(metadata): Json<serde_json::Value> = row.try_get("metadata").map_err(get)?;
-    let metadata: Metadata = serde_json::from_value(metadata)
+    // Straight into `Metadata`: one parse, no intermediate JSON value.
+    let Json(metadata): Json<Metadata> = row
+        .try_get("metadata")
         .map_err(|e| corrupt(format!("metadata does not read: {e}")))?;
     let event_id: Uuid = row.try_get("event_id").map_err(get)?;
     let recorded_at: DateTime<Utc> = row.try_get("recorded_at").map_err(get)?;
