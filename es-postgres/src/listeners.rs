@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use es_core::Position;
 use es_core::StoreError;
-use es_core::projection::{Checkpoints, ContextStore};
+use es_core::projection::{Checkpoints, ContextStore, version_key};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, Row, Transaction};
 
@@ -210,22 +210,19 @@ impl ContextStore<PgConnection> for PostgresStore {
         version: u32,
         ddl: &str,
     ) -> Result<Option<u32>, StoreError> {
-        let key = format!("{name}_v{version}");
+        let key = version_key(name, version);
         let data = derived_schema(&self.inner, &key)?;
         let version =
             i32::try_from(version).map_err(|_| StoreError::Backend("version past i32".into()))?;
-        let schema = &self.inner.sql.schema;
         let mut tx = self.inner.pool.begin().await.map_err(backend)?;
         lock(&mut tx, &self.inner, name).await?;
-        let known: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT version FROM \"{schema}\".projection_versions WHERE name = $1 AND version = $2"
-        )))
-        .persistent(false)
-        .bind(name)
-        .bind(version)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let known: Option<i32> = sqlx::query_scalar(self.inner.sql.version_known.clone())
+            .persistent(false)
+            .bind(name)
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
         if known.is_none() {
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
                 "CREATE SCHEMA IF NOT EXISTS \"{data}\"; SET LOCAL search_path TO \"{data}\""
@@ -241,42 +238,35 @@ impl ContextStore<PgConnection> for PostgresStore {
             }
             // New tables start from the start: a checkpoint left by a dropped version of the
             // same number must not apply to them.
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DELETE FROM \"{schema}\".checkpoints WHERE name = $1"
-            )))
-            .persistent(false)
-            .bind(&key)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO \"{schema}\".projection_versions (name, version) VALUES ($1, $2)"
-            )))
+            sqlx::query(self.inner.sql.checkpoint_delete.clone())
+                .persistent(false)
+                .bind(&key)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            sqlx::query(self.inner.sql.version_add.clone())
+                .persistent(false)
+                .bind(name)
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        let serving: Option<i32> = sqlx::query_scalar(self.inner.sql.version_serving.clone())
             .persistent(false)
             .bind(name)
-            .bind(version)
-            .execute(&mut *tx)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(backend)?;
-        }
-        let serving: Option<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT version FROM \"{schema}\".projection_versions WHERE name = $1 AND active"
-        )))
-        .persistent(false)
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         Ok(serving.and_then(|v| u32::try_from(v).ok()))
     }
 
     async fn activate(&self, name: &str, version: u32) -> Result<(), StoreError> {
-        let data = derived_schema(&self.inner, &format!("{name}_v{version}"))?;
+        let data = derived_schema(&self.inner, &version_key(name, version))?;
         let views = derived_schema(&self.inner, name)?;
         let version =
             i32::try_from(version).map_err(|_| StoreError::Backend("version past i32".into()))?;
-        let schema = &self.inner.sql.schema;
         let mut tx = self.inner.pool.begin().await.map_err(backend)?;
         lock(&mut tx, &self.inner, name).await?;
         // Readers see the old version or the new one, never a mix: one transaction.
@@ -300,15 +290,13 @@ impl ContextStore<PgConnection> for PostgresStore {
             .await
             .map_err(backend)?;
         }
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE \"{schema}\".projection_versions SET active = (version = $2) WHERE name = $1"
-        )))
-        .persistent(false)
-        .bind(name)
-        .bind(version)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        sqlx::query(self.inner.sql.version_activate.clone())
+            .persistent(false)
+            .bind(name)
+            .bind(version)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)
     }
 
@@ -388,21 +376,19 @@ pub(crate) async fn drop_version(
     name: &str,
     version: u32,
 ) -> Result<(), StoreError> {
-    let data = derived_schema(inner, &format!("{name}_v{version}"))?;
+    let key = version_key(name, version);
+    let data = derived_schema(inner, &key)?;
     let version =
         i32::try_from(version).map_err(|_| StoreError::Backend("version past i32".into()))?;
-    let schema = &inner.sql.schema;
     let mut tx = inner.pool.begin().await.map_err(backend)?;
     lock(&mut tx, inner, name).await?;
-    let active: Option<bool> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT active FROM \"{schema}\".projection_versions WHERE name = $1 AND version = $2"
-    )))
-    .persistent(false)
-    .bind(name)
-    .bind(version)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend)?;
+    let active: Option<bool> = sqlx::query_scalar(inner.sql.version_active.clone())
+        .persistent(false)
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
     if active == Some(true) {
         return Err(StoreError::Backend(
             format!("version {version} of `{name}` serves readers: activate another first").into(),
@@ -414,22 +400,18 @@ pub(crate) async fn drop_version(
     .execute(&mut *tx)
     .await
     .map_err(backend)?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM \"{schema}\".checkpoints WHERE name = $1"
-    )))
-    .persistent(false)
-    .bind(format!("{name}_v{version}"))
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM \"{schema}\".projection_versions WHERE name = $1 AND version = $2"
-    )))
-    .persistent(false)
-    .bind(name)
-    .bind(version)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    sqlx::query(inner.sql.checkpoint_delete.clone())
+        .persistent(false)
+        .bind(&key)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    sqlx::query(inner.sql.version_delete.clone())
+        .persistent(false)
+        .bind(name)
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
     tx.commit().await.map_err(backend)
 }

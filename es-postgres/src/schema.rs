@@ -60,12 +60,20 @@ pub(crate) struct Statements {
     pub(crate) save_checkpoint: SqlStr,
     pub(crate) lock_listener: SqlStr,
     pub(crate) begin_listener: SqlStr,
+    pub(crate) version_known: SqlStr,
+    pub(crate) version_add: SqlStr,
+    pub(crate) version_serving: SqlStr,
+    pub(crate) version_activate: SqlStr,
+    pub(crate) version_active: SqlStr,
+    pub(crate) version_delete: SqlStr,
+    pub(crate) checkpoint_delete: SqlStr,
 }
 
 impl Statements {
     pub(crate) fn new(schema: &str) -> Self {
         let events = format!("\"{schema}\".events");
         let checkpoints = format!("\"{schema}\".checkpoints");
+        let versions = format!("\"{schema}\".projection_versions");
         Self {
             schema: schema.to_owned(),
             channel: format!("es_events_{schema}"),
@@ -175,6 +183,26 @@ impl Statements {
                 "SELECT pg_advisory_xact_lock({LOCK_SPACE}, hashtext('{schema}.' || $1)), \
                         set_config('search_path', $2, true)"
             )),
+            // A read model's versions ($1 its name, $2 a version).
+            version_known: sql(format!(
+                "SELECT version FROM {versions} WHERE name = $1 AND version = $2"
+            )),
+            version_add: sql(format!(
+                "INSERT INTO {versions} (name, version) VALUES ($1, $2)"
+            )),
+            version_serving: sql(format!(
+                "SELECT version FROM {versions} WHERE name = $1 AND active"
+            )),
+            version_activate: sql(format!(
+                "UPDATE {versions} SET active = (version = $2) WHERE name = $1"
+            )),
+            version_active: sql(format!(
+                "SELECT active FROM {versions} WHERE name = $1 AND version = $2"
+            )),
+            version_delete: sql(format!(
+                "DELETE FROM {versions} WHERE name = $1 AND version = $2"
+            )),
+            checkpoint_delete: sql(format!("DELETE FROM {checkpoints} WHERE name = $1")),
             stored_events: sql(format!(
                 "SELECT {COLUMNS} FROM {events} WHERE event_id = ANY($1)"
             )),

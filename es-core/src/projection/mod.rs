@@ -83,6 +83,13 @@ pub trait Projection: Send + Sync + 'static {
 )]
 pub trait ReadModel {}
 
+/// The checkpoint key of a read model's version: `{name}_v{version}` (each version of a read
+/// model keeps its own checkpoint; on PostgreSQL it also names the version's schema).
+#[must_use]
+pub fn version_key(name: &str, version: u32) -> String {
+    format!("{name}_v{version}")
+}
+
 /// Why a handler did not take a record.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

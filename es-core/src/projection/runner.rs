@@ -140,7 +140,7 @@ where
         };
         let key = match P::KIND {
             Kind::Reactor => P::NAME.to_owned(),
-            Kind::ReadModel => format!("{}_v{}", P::NAME, P::VERSION),
+            Kind::ReadModel => super::version_key(P::NAME, P::VERSION),
         };
         let runner = Runner {
             store: self.store,
