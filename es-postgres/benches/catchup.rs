@@ -20,6 +20,7 @@ use es_core::{
     RecordedEvent, StreamId,
 };
 use es_postgres::{PgConnection, PostgresStore};
+use futures::StreamExt;
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -167,6 +168,19 @@ async fn raw_select(store: &PostgresStore, only: Option<&str>) -> (u64, f64) {
     (rows, start.elapsed().as_secs_f64())
 }
 
+/// The store's side alone: the filtered subscription read and decoded up to `last`, with
+/// no runner (no batches, handlers or status).
+async fn subscribe_only(store: &PostgresStore, last: Position) -> f64 {
+    let start = Instant::now();
+    let mut records = store.subscribe_types(None, &[COMMON, RARE]);
+    while let Some(delivery) = records.next().await {
+        if delivery.expect("delivery").position() >= last {
+            break;
+        }
+    }
+    start.elapsed().as_secs_f64()
+}
+
 async fn catch_up<P: Projection>(store: &PostgresStore, listener: P, last: Position) -> f64
 where
     PostgresStore: es_core::projection::ContextStore<P::Context>,
@@ -202,6 +216,7 @@ async fn main() {
 
     let (all, raw_all) = raw_select(&store, None).await;
     let (rare, raw_rare) = raw_select(&store, Some(RARE)).await;
+    let subscription = subscribe_only(&store, last).await;
     let memory = catch_up(&store, Sum::default(), last).await;
     let in_store = catch_up(&store, InStore(0), last).await;
     let filtered = catch_up(&store, Rare::default(), last).await;
@@ -212,6 +227,11 @@ async fn main() {
     println!("| what | seconds | events/s of the log | raw SELECT (s) | raw / listener |");
     println!("|---|---:|---:|---:|---:|");
     for (what, seconds, floor) in [
+        (
+            "the subscription alone (read and decoded, no runner)",
+            subscription,
+            raw_all,
+        ),
         ("read model in memory, every event", memory, raw_all),
         (
             "read model in the store (tx + checkpoint per batch), every event",

@@ -33,7 +33,9 @@
 //! - Reads are paged by rows (500) and by bytes (8 MiB of payload and metadata as sent):
 //!   memory stays bounded however large the events. `read_all` reads page after page until
 //!   a short page; under writers faster than the reader it goes on with them (use
-//!   `subscribe` for a feed that never ends on purpose).
+//!   `subscribe` for a feed that never ends on purpose). A subscription reads one page ahead
+//!   of its consumer, on a task of its own, so the next page's query runs while this one is
+//!   decoded and handled.
 //!
 //! - **Listeners** (`es_core::Projector`): checkpoints in a table; a read model kept in
 //!   tables takes the transaction as its handlers' context (`&mut PgConnection`), and each

@@ -1,6 +1,7 @@
 //! Reads: one stream from a version, the global log after a position, subscriptions, and the
-//! horizon subscribers wait behind. Every read is paged (`LIMIT batch`), so memory is bounded
-//! by one batch; rows that no longer decode are typed errors naming stream and version.
+//! horizon subscribers wait behind. Every read is paged (`LIMIT batch`, and a byte bound), so
+//! memory is bounded by one page (a subscription: two, as it reads one page ahead of its
+//! listener); rows that no longer decode are typed errors naming stream and version.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use futures::{Stream, StreamExt, TryStreamExt, stream};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::Inner;
@@ -70,18 +71,34 @@ struct RowKey {
     version: Option<i64>,
 }
 
+/// The columns of a record, by index: every query that reads records selects
+/// `schema::COLUMNS` first, in this order (an index costs no lookup of the name per row).
+mod col {
+    pub(super) const POSITION: usize = 0;
+    pub(super) const TRANSACTION_XID: usize = 1;
+    pub(super) const CATEGORY: usize = 2;
+    pub(super) const STREAM_ID: usize = 3;
+    pub(super) const VERSION: usize = 4;
+    pub(super) const EVENT_TYPE: usize = 5;
+    pub(super) const SCHEMA_VERSION: usize = 6;
+    pub(super) const PAYLOAD: usize = 7;
+    pub(super) const METADATA: usize = 8;
+    pub(super) const EVENT_ID: usize = 9;
+    pub(super) const RECORDED_AT: usize = 10;
+}
+
 fn row_key(row: &PgRow) -> RowKey {
     let sequence = row
-        .try_get::<i64, _>("position")
+        .try_get::<i64, _>(col::POSITION)
         .ok()
         .and_then(|s| u64::try_from(s).ok());
     let transaction = row
-        .try_get::<String, _>("transaction_xid")
+        .try_get_raw(col::TRANSACTION_XID)
         .ok()
-        .and_then(|t| t.parse::<u64>().ok());
+        .and_then(|v| v.as_str().ok().and_then(|t| t.parse::<u64>().ok()));
     RowKey {
         position: transaction.zip(sequence).map(|(t, s)| Position::new(t, s)),
-        version: row.try_get("version").ok(),
+        version: row.try_get(col::VERSION).ok(),
     }
 }
 
@@ -91,8 +108,8 @@ pub(crate) fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
 }
 
 fn decode(row: &PgRow, key: &RowKey) -> Result<RecordedEvent, StoreError> {
-    let category: String = row.try_get("category").map_err(backend)?;
-    let stream_id: String = row.try_get("stream_id").map_err(backend)?;
+    let category: String = row.try_get(col::CATEGORY).map_err(backend)?;
+    let stream_id: String = row.try_get(col::STREAM_ID).map_err(backend)?;
     let stream = StreamId::new(category, stream_id);
     let version = key.version.and_then(|v| u64::try_from(v).ok());
     let corrupt = |reason: String| StoreError::Corrupt {
@@ -107,17 +124,17 @@ fn decode(row: &PgRow, key: &RowKey) -> Result<RecordedEvent, StoreError> {
         ));
     };
     let get = |e: sqlx::Error| corrupt(e.to_string());
-    let schema_version: i32 = row.try_get("schema_version").map_err(get)?;
+    let schema_version: i32 = row.try_get(col::SCHEMA_VERSION).map_err(get)?;
     let schema_version = u16::try_from(schema_version)
         .map_err(|_| corrupt(format!("schema version {schema_version} is out of range")))?;
-    let Json(payload): Json<serde_json::Value> = row.try_get("payload").map_err(get)?;
+    let Json(payload): Json<serde_json::Value> = row.try_get(col::PAYLOAD).map_err(get)?;
     // Straight into `Metadata`: one parse, no intermediate JSON value.
     let Json(metadata): Json<Metadata> = row
-        .try_get("metadata")
+        .try_get(col::METADATA)
         .map_err(|e| corrupt(format!("metadata does not read: {e}")))?;
-    let event_id: Uuid = row.try_get("event_id").map_err(get)?;
-    let recorded_at: DateTime<Utc> = row.try_get("recorded_at").map_err(get)?;
-    let event_type: String = row.try_get("event_type").map_err(get)?;
+    let event_id: Uuid = row.try_get(col::EVENT_ID).map_err(get)?;
+    let recorded_at: DateTime<Utc> = row.try_get(col::RECORDED_AT).map_err(get)?;
+    let event_type: String = row.try_get(col::EVENT_TYPE).map_err(get)?;
     Ok(RecordedEvent {
         position,
         stream,
@@ -133,9 +150,9 @@ fn decode(row: &PgRow, key: &RowKey) -> Result<RecordedEvent, StoreError> {
 
 /// The bytes of payload and metadata a row holds, as sent.
 fn row_bytes(row: &PgRow) -> usize {
-    ["payload", "metadata"]
-        .iter()
-        .filter_map(|column| row.try_get_raw(*column).ok())
+    [col::PAYLOAD, col::METADATA]
+        .into_iter()
+        .filter_map(|column| row.try_get_raw(column).ok())
         .filter_map(|value| value.as_bytes().ok().map(<[u8]>::len))
         .sum()
 }
@@ -143,6 +160,24 @@ fn row_bytes(row: &PgRow) -> usize {
 /// Results of one page: the records in order, a row that no longer decodes as an error in
 /// its place.
 type Page = Vec<Result<RecordedEvent, StoreError>>;
+
+/// One item of a subscription's page: a row the cursor moved past (decoded by the
+/// listener's side), the log's head past rows of other types, or a failed read.
+enum Placed {
+    Row(PgRow, RowKey),
+    Progress(Position),
+    Failed(StoreError),
+}
+
+impl Placed {
+    fn deliver(self) -> Result<Delivery, StoreError> {
+        match self {
+            Self::Row(row, key) => decode(&row, &key).map(Delivery::Record),
+            Self::Progress(head) => Ok(Delivery::Progress(head)),
+            Self::Failed(e) => Err(e),
+        }
+    }
+}
 
 fn flatten<S>(pages: S) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin
 where
@@ -221,42 +256,37 @@ impl Cursor {
         Ok((rows, full))
     }
 
-    /// A subscription's page as deliveries: the records, and for a filtered read that
-    /// covered the log up to its head, the progress past the records of other types.
-    fn deliveries(
-        &mut self,
-        rows: &[PgRow],
-        full: bool,
-    ) -> (Vec<Result<Delivery, StoreError>>, bool) {
-        let Self::Types { .. } = self else {
-            let (page, stuck) = self.decode(rows);
-            return (
-                page.into_iter().map(|r| r.map(Delivery::Record)).collect(),
-                stuck,
-            );
-        };
-        // The row of the head alone (no record matched) has no position.
-        let records: Vec<&PgRow> = rows
-            .iter()
-            .filter(|r| {
-                r.try_get::<Option<i64>, _>("position")
-                    .is_ok_and(|p| p.is_some())
+    /// A subscription's page, placed but not decoded: the rows in order (the cursor moved
+    /// past each), and for a filtered read that covered the log up to its head, the progress
+    /// past the records of other types. A row it cannot place ends the page, and `stuck` is
+    /// set. Decoding is left to [`Placed::deliver`], on the listener's side of the read-ahead.
+    fn place(&mut self, rows: Vec<PgRow>, full: bool) -> (Vec<Placed>, bool) {
+        let filtered = matches!(self, Self::Types { .. });
+        let head = if filtered {
+            rows.first().and_then(|r| {
+                let transaction: String = r.try_get("head_xid").ok()?;
+                let sequence: i64 = r.try_get("head_position").ok()?;
+                Some(Position::new(
+                    transaction.parse().ok()?,
+                    u64::try_from(sequence).ok()?,
+                ))
             })
-            .collect();
-        let head = rows.first().and_then(|r| {
-            let transaction: String = r.try_get("head_xid").ok()?;
-            let sequence: i64 = r.try_get("head_position").ok()?;
-            Some(Position::new(
-                transaction.parse().ok()?,
-                u64::try_from(sequence).ok()?,
-            ))
-        });
-        let mut page = Vec::with_capacity(records.len() + 1);
-        for row in &records {
-            let key = row_key(row);
-            let record = decode(row, &key);
+        } else {
+            None
+        };
+        let mut page = Vec::with_capacity(rows.len() + 1);
+        for row in rows {
+            // A filtered read's row of the head alone (no record matched) has no position.
+            if filtered
+                && !row
+                    .try_get::<Option<i64>, _>(col::POSITION)
+                    .is_ok_and(|p| p.is_some())
+            {
+                continue;
+            }
+            let key = row_key(&row);
             let placed = self.advance(&key);
-            page.push(record.map(Delivery::Record));
+            page.push(Placed::Row(row, key));
             if !placed {
                 return (page, true);
             }
@@ -266,7 +296,7 @@ impl Cursor {
             && after.is_none_or(|a| head > a)
         {
             *after = Some(head);
-            page.push(Ok(Delivery::Progress(head)));
+            page.push(Placed::Progress(head));
         }
         (page, false)
     }
@@ -409,7 +439,7 @@ impl Subscription {
         }
     }
 
-    async fn next_page(mut self) -> Option<(Vec<Result<Delivery, StoreError>>, Self)> {
+    async fn next_page(mut self) -> Option<(Vec<Placed>, Self)> {
         loop {
             if self.failed {
                 self.failed = false;
@@ -421,7 +451,7 @@ impl Subscription {
             match self.cursor.fetch(&self.inner).await {
                 Ok((rows, _)) if rows.is_empty() => self.wait().await,
                 Ok((rows, full)) => {
-                    let (page, stuck) = self.cursor.deliveries(&rows, full);
+                    let (page, stuck) = self.cursor.place(rows, full);
                     if page.is_empty() {
                         self.wait().await;
                         continue;
@@ -432,7 +462,7 @@ impl Subscription {
                 }
                 Err(e) => {
                     self.failed = true;
-                    return Some((vec![Err(e)], self));
+                    return Some((vec![Placed::Failed(e)], self));
                 }
             }
         }
@@ -475,7 +505,40 @@ fn deliveries(
         retry: None,
         failed: false,
     };
-    Box::pin(stream::unfold(subscription, Subscription::next_page)).flat_map(stream::iter)
+    read_ahead(stream::unfold(subscription, Subscription::next_page))
+        .flat_map(|page| stream::iter(page.into_iter().map(Placed::deliver)))
+}
+
+/// Reads the next page while the listener decodes and handles this one: the pages come from
+/// a task of their own, one page ahead (memory holds the page being handled and the next). The task
+/// starts at the first poll (inside the caller's runtime) and ends when the stream is
+/// dropped, even while it waits for new events.
+fn read_ahead<T, S>(pages: S) -> impl Stream<Item = T> + Send + Unpin + 'static
+where
+    T: Send + 'static,
+    S: Stream<Item = T> + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::channel::<T>(1);
+    let mut start = Some((pages, tx));
+    stream::poll_fn(move |cx| {
+        if let Some((pages, tx)) = start.take() {
+            tokio::spawn(async move {
+                let mut pages = std::pin::pin!(pages);
+                // A slot first, then a page: never more than one page waiting.
+                while let Ok(slot) = tx.reserve().await {
+                    let page = tokio::select! {
+                        () = tx.closed() => return,
+                        page = pages.next() => page,
+                    };
+                    match page {
+                        Some(page) => slot.send(page),
+                        None => return,
+                    }
+                }
+            });
+        }
+        rx.poll_recv(cx)
+    })
 }
 
 // The oldest transaction id still running: a backend's, or a prepared transaction's.
