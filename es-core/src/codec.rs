@@ -14,13 +14,27 @@ pub enum DecodeError {
         /// The stored names this aggregate knows.
         expected: &'static [&'static str],
     },
-    /// The stored schema version is not the one the code reads.
-    #[error("schema version {stored} cannot be read; the code reads version {current}")]
+    /// The stored schema version is newer than the code, or older than its upcasting chain
+    /// reaches.
+    #[error(
+        "schema version {stored} cannot be read; the code reads version {current} (and older ones only through `previous` or `upcast` steps)"
+    )]
     UnsupportedVersion {
         /// The version in the store.
         stored: u16,
         /// The version of the Rust type.
         current: u16,
+    },
+    /// A JSON upcasting step (`#[event(upcast = path)]`) failed.
+    #[error("upcasting from schema version {from} to {to} failed: {source}")]
+    Upcast {
+        /// The version the step reads.
+        from: u16,
+        /// The version it writes.
+        to: u16,
+        /// The step's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The payload does not deserialize into the Rust type.
     #[error("payload does not deserialize: {0}")]

@@ -75,6 +75,9 @@
 //! Features: `testing` adds `testing::Fixture` (given / when / then for aggregates) and the
 //! store conformance suite every store crate runs.
 
+// The macros name `::es_core`; inside this crate too (the testing module uses them).
+extern crate self as es_core;
+
 mod codec;
 mod envelope;
 mod memory;
@@ -163,22 +166,53 @@ pub mod __private {
 
     use crate::{DecodeError, Event};
 
-    /// Reads one stored payload as `T`, checking the schema version.
+    /// Reads one stored payload as `T`, through its upcasting chain.
     ///
     /// # Errors
     ///
-    /// A version other than `T::VERSION`, or a payload that does not deserialize.
+    /// A version the chain does not read, a failing step, or a payload that does not
+    /// deserialize.
     pub fn decode<T: Event>(
         schema_version: u16,
         payload: serde_json::Value,
     ) -> Result<T, DecodeError> {
-        if schema_version != T::VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                stored: schema_version,
-                current: T::VERSION,
-            });
+        if schema_version == T::VERSION {
+            // Owned: no copy of the strings inside.
+            return serde_json::from_value(payload).map_err(DecodeError::Payload);
         }
-        serde_json::from_value(payload).map_err(DecodeError::Payload)
+        T::from_stored(schema_version, &payload)
+    }
+
+    /// The current version's payload read as `T` (`#[derive(Event)]`'s `from_stored`).
+    ///
+    /// # Errors
+    ///
+    /// The payload does not deserialize.
+    pub fn deserialize_current<T: serde::de::DeserializeOwned>(
+        payload: &serde_json::Value,
+    ) -> Result<T, DecodeError> {
+        T::deserialize(payload).map_err(DecodeError::Payload)
+    }
+
+    /// One JSON upcasting step (`#[event(upcast = f)]`): `payload`, stored at `from`, in the
+    /// shape of version `from + 1`.
+    ///
+    /// # Errors
+    ///
+    /// The step's own error, as [`DecodeError::Upcast`].
+    pub fn upcast_step<E>(
+        step: fn(serde_json::Value) -> Result<serde_json::Value, E>,
+        from: u16,
+        payload: &serde_json::Value,
+    ) -> Result<serde_json::Value, DecodeError>
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        step(payload.clone()).map_err(|e| DecodeError::Upcast {
+            from,
+            to: from.saturating_add(1),
+            source: Box::new(e),
+        })
     }
 
     /// What `#[derive(Projection)]` and `#[derive(Reactor)]` give a listener.
@@ -219,7 +253,7 @@ pub mod __private {
         }
     }
 
-    /// Reads a record as `T` for an `#[on]` handler (checking the schema version), without
+    /// Reads a record as `T` for an `#[on]` handler (through its upcasting chain), without
     /// copying the payload.
     ///
     /// # Errors
@@ -228,15 +262,7 @@ pub mod __private {
     pub fn decode_record<T: Event>(
         record: &crate::RecordedEvent,
     ) -> Result<T, crate::projection::HandlerError> {
-        let decoded = if record.schema_version == T::VERSION {
-            T::deserialize(&record.payload).map_err(DecodeError::Payload)
-        } else {
-            Err(DecodeError::UnsupportedVersion {
-                stored: record.schema_version,
-                current: T::VERSION,
-            })
-        };
-        decoded.map_err(|source| {
+        T::from_stored(record.schema_version, &record.payload).map_err(|source| {
             crate::projection::HandlerError::Decode(crate::CorruptEvent {
                 stream: record.stream.clone(),
                 version: record.version,

@@ -31,6 +31,31 @@ pub trait Event:
     const NAME: &'static str;
     /// The schema version of this shape of the event (default 1).
     const VERSION: u16;
+    /// The oldest stored version this type reads: [`Event::VERSION`] itself, or lower
+    /// through `#[event(previous = OldType)]` (that type's oldest) or `#[event(upcast =
+    /// path)]` (one lower).
+    const OLDEST_VERSION: u16 = Self::VERSION;
+
+    /// Reads a payload stored at `schema_version` as this type: at [`Event::VERSION`]
+    /// directly, at an older version through the upcasting chain (`#[event(previous = ..)]`
+    /// steps, each a `From`, or an `#[event(upcast = ..)]` step on the JSON). Every decode
+    /// goes through here: the repository, projections and fixtures.
+    ///
+    /// # Errors
+    ///
+    /// [`DecodeError::UnsupportedVersion`] for a version the chain does not reach (or newer
+    /// than the code), [`DecodeError::Upcast`] when a JSON step fails, and
+    /// [`DecodeError::Payload`] when the payload does not deserialize at its version.
+    fn from_stored(schema_version: u16, payload: &serde_json::Value) -> Result<Self, DecodeError> {
+        if schema_version == Self::VERSION {
+            Self::deserialize(payload).map_err(DecodeError::Payload)
+        } else {
+            Err(DecodeError::UnsupportedVersion {
+                stored: schema_version,
+                current: Self::VERSION,
+            })
+        }
+    }
 }
 
 /// A request to change an aggregate: the user's intent, decided by one `#[command]` method.

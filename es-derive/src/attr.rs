@@ -10,8 +10,8 @@ use syn::{Attribute, Ident, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, AGGREGATE_IMPL, COMMAND, CRATE, DDL, ERROR, EVENT, ID, NAME, PROJECTION, Symbol,
-    VERSION,
+    AGGREGATE, AGGREGATE_IMPL, COMMAND, CRATE, DDL, ERROR, EVENT, ID, NAME, PREVIOUS, PROJECTION,
+    Symbol, UPCAST, VERSION,
 };
 
 /// Parses the value of one key.
@@ -112,12 +112,18 @@ pub(crate) fn is_category(name: &str) -> bool {
 pub(crate) struct EventAttrs {
     pub(crate) name: Option<LitStr>,
     pub(crate) version: Option<u16>,
+    /// `previous = OldType`: the version one lower, read through `From`.
+    pub(crate) previous: Option<Type>,
+    /// `upcast = path::to::f`: a JSON step from the version one lower.
+    pub(crate) upcast: Option<Path>,
     pub(crate) krate: Option<Path>,
 }
 
 pub(crate) fn event_attrs(cx: &Ctxt, attrs: &[Attribute]) -> EventAttrs {
     let mut name = Slot::new(EVENT, NAME);
     let mut version = Slot::new(EVENT, VERSION);
+    let mut previous = Slot::new(EVENT, PREVIOUS);
+    let mut upcast = Slot::new(EVENT, UPCAST);
     let mut krate = Slot::new(EVENT, CRATE);
     parse_attrs(
         cx,
@@ -151,12 +157,16 @@ pub(crate) fn event_attrs(cx: &Ctxt, attrs: &[Attribute]) -> EventAttrs {
                 }
                 Ok(())
             }),
+            (PREVIOUS, &mut |meta| previous.parse(cx, meta)),
+            (UPCAST, &mut |meta| upcast.parse(cx, meta)),
             (CRATE, &mut |meta| krate.parse(cx, meta)),
         ],
     );
     EventAttrs {
         name: name.value,
         version: version.value,
+        previous: previous.value,
+        upcast: upcast.value,
         krate: krate.value,
     }
 }

@@ -33,6 +33,8 @@ pub(crate) const ERROR: Symbol = Symbol("error");
 pub(crate) const CRATE: Symbol = Symbol("crate");
 pub(crate) const RENAME: Symbol = Symbol("rename");
 pub(crate) const DDL: Symbol = Symbol("ddl");
+pub(crate) const PREVIOUS: Symbol = Symbol("previous");
+pub(crate) const UPCAST: Symbol = Symbol("upcast");
 
 /// The crate the generated code names when no `crate = path` is given.
 pub(crate) const ES_CORE: Symbol = Symbol("es_core");

@@ -3,6 +3,7 @@
 //! [`Instrumented`], a store wrapper that counts and injects conflicts.
 
 pub mod conformance;
+pub mod evolution;
 mod instrumented;
 pub mod projections;
 
@@ -10,7 +11,7 @@ pub use instrumented::Instrumented;
 
 use std::fmt::Debug;
 
-use crate::model::Aggregate;
+use crate::model::{Aggregate, EventSet};
 
 /// Given past events, when a command, then expect events, an error or a state.
 ///
@@ -61,6 +62,33 @@ impl<A: Aggregate> Fixture<A> {
             given += 1;
         }
         Self { state, given }
+    }
+
+    /// Starts from events as an older release stored them: (stored name, schema version,
+    /// JSON payload), each read through its type's upcasting chain as a load reads it.
+    ///
+    /// ```
+    /// # use es_core::testing::Fixture;
+    /// # use es_core::testing::evolution::{Deposit, Ledger};
+    /// use serde_json::json;
+    ///
+    /// // "LedgerDeposited" version 1 held whole units; today's version 3 holds cents.
+    /// Fixture::<Ledger>::given_stored([("LedgerDeposited", 1, json!({ "amount": 2 }))])
+    ///     .when(Deposit { cents: 5 })
+    ///     .expect_state(|l| l.cents == 205);
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When one does not read, naming it and why.
+    pub fn given_stored<'a>(
+        events: impl IntoIterator<Item = (&'a str, u16, serde_json::Value)>,
+    ) -> Self {
+        Self::given(events.into_iter().enumerate().map(|(i, (name, version, payload))| {
+            A::Event::from_stored(name, version, payload).unwrap_or_else(|e| {
+                panic!("given event {} (`{name}`, schema version {version}) does not read: {e}", i + 1)
+            })
+        }))
     }
 
     /// Starts from `Default::default()`: an aggregate with no event yet.

@@ -64,7 +64,9 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let tokens = quote_spanned! {ident.span()=>
         const _: () = {
+            // Never listed as "implemented for" in another type's error: noise there.
             #[automatically_derived]
+            #[diagnostic::do_not_recommend]
             impl #impl_generics #krate::AggregateRoot for #ident #ty_generics #where_clause {
                 const NAME: &'static str = #name;
                 type Id = #id;

@@ -21,3 +21,7 @@ mod conformance {
 mod listener_suite {
     es_core::projection_tests!(async || crate::support::store().await);
 }
+
+mod evolution_suite {
+    es_core::evolution_tests!(async || crate::support::store().await);
+}
