@@ -76,6 +76,7 @@
 //! store conformance suite every store crate runs.
 
 // The macros name `::es_core`; inside this crate too (the testing module uses them).
+#[cfg(feature = "testing")]
 extern crate self as es_core;
 
 mod codec;
@@ -93,7 +94,7 @@ pub mod testing;
 pub use codec::{CorruptEvent, DecodeError, EncodeError};
 pub use envelope::{Envelope, Metadata, StreamId};
 pub use memory::InMemoryStore;
-pub use model::{Aggregate, AggregateRoot, Command, CommandSet, Event, EventSet};
+pub use model::{Aggregate, AggregateRoot, Command, CommandSet, Event, EventSet, SnapshotPolicy};
 pub use position::{ParsePositionError, Position};
 pub use projection::{
     Projection, ProjectionHandle, ProjectionState, ProjectionStatus, Projector, ReadModel,
@@ -101,7 +102,7 @@ pub use projection::{
 };
 pub use repository::{Error, Executed, Loaded, Repository};
 pub use store::{
-    Appended, Delivery, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+    Appended, Delivery, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError,
     StreamAppend,
 };
 
@@ -213,6 +214,38 @@ pub mod __private {
             to: from.saturating_add(1),
             source: Box::new(e),
         })
+    }
+
+    /// What an aggregate with `snapshot(...)` must be: its state goes to JSON and back.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` keeps snapshots (`#[aggregate(snapshot(...))]`), so it must be `Serialize + Deserialize`",
+        label = "add `#[derive(Serialize, Deserialize)]` to `{Self}`"
+    )]
+    pub trait Snapshottable: Sized {
+        /// A snapshot's JSON of the state.
+        ///
+        /// # Errors
+        ///
+        /// The state's `Serialize` failed.
+        fn to_json(&self) -> Result<serde_json::Value, serde_json::Error>;
+
+        /// The state read back from its snapshot's JSON.
+        ///
+        /// # Errors
+        ///
+        /// The JSON does not deserialize as the state.
+        fn from_json(state: serde_json::Value) -> Result<Self, serde_json::Error>;
+    }
+
+    #[diagnostic::do_not_recommend]
+    impl<T: serde::Serialize + serde::de::DeserializeOwned> Snapshottable for T {
+        fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+            serde_json::to_value(self)
+        }
+
+        fn from_json(state: serde_json::Value) -> Result<Self, serde_json::Error> {
+            serde_json::from_value(state)
+        }
     }
 
     /// What `#[derive(Projection)]` and `#[derive(Reactor)]` give a listener.

@@ -13,8 +13,8 @@ use crate::envelope::StreamId;
 use crate::position::Position;
 use crate::projection::Checkpoints;
 use crate::store::{
-    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamAppend,
-    check_storable, replayed_append,
+    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError,
+    StreamAppend, check_storable, replayed_append,
 };
 
 /// How many records a read copies out per lock: reads hold memory for one batch at a time.
@@ -57,6 +57,8 @@ struct Inner {
     state: RwLock<State>,
     /// Listeners' checkpoints, by name.
     checkpoints: Mutex<HashMap<String, Position>>,
+    /// The newest snapshot per (stream, snapshot version).
+    snapshots: Mutex<HashMap<(StreamId, u32), Snapshot>>,
     /// The log's length, published after every append: subscribers wait on it.
     head: watch::Sender<usize>,
 }
@@ -396,6 +398,35 @@ impl EventStore for InMemoryStore {
             },
         ))
         .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)))
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        snapshot_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let snapshots = self
+            .inner
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Ok(snapshots.get(&(stream.clone(), snapshot_version)).cloned())
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let mut snapshots = self
+            .inner
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let key = (snapshot.stream.clone(), snapshot.snapshot_version);
+        match snapshots.get(&key) {
+            Some(kept) if kept.version >= snapshot.version => {}
+            _ => {
+                snapshots.insert(key, snapshot);
+            }
+        }
+        Ok(())
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

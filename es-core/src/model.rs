@@ -86,6 +86,50 @@ pub trait AggregateRoot: Default + Send + Sync + 'static {
     /// The domain error a command returns when it says no (`Debug`, so
     /// [`Error`](crate::Error) always is).
     type Error: Debug + Send + Sync + 'static;
+    /// `#[aggregate(snapshot(every = N, version = V))]`: when the repository takes
+    /// snapshots of this aggregate, and their shape's version (`None`: it never does).
+    const SNAPSHOT: Option<SnapshotPolicy> = None;
+
+    /// The state as a snapshot's JSON (`None` for an aggregate without snapshots).
+    ///
+    /// # Errors
+    ///
+    /// The state's `Serialize` failed.
+    fn to_snapshot(&self) -> Option<Result<serde_json::Value, serde_json::Error>> {
+        None
+    }
+
+    /// The state read back from a snapshot's JSON (`None` for an aggregate without
+    /// snapshots).
+    ///
+    /// # Errors
+    ///
+    /// The JSON does not deserialize as the state.
+    fn from_snapshot(state: serde_json::Value) -> Option<Result<Self, serde_json::Error>> {
+        let _ = state;
+        None
+    }
+}
+
+/// When the repository snapshots an aggregate: after a command once at least `every`
+/// events were folded since the snapshot its load started from (or the stream's start),
+/// stored under `version`, the version of the state's shape (a new shape takes a new
+/// version, and the old snapshots are ignored).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SnapshotPolicy {
+    /// Events folded between snapshots (at least 1).
+    pub every: u64,
+    /// The version of the state's shape.
+    pub version: u32,
+}
+
+impl SnapshotPolicy {
+    /// A snapshot every `every` events, of shape `version`.
+    #[must_use]
+    pub const fn new(every: u64, version: u32) -> Self {
+        Self { every, version }
+    }
 }
 
 /// What `#[aggregate_impl]` generates: the fold (`apply`) and the decision (`handle`).

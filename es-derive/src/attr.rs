@@ -10,8 +10,8 @@ use syn::{Attribute, Ident, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, AGGREGATE_IMPL, COMMAND, CRATE, DDL, ERROR, EVENT, ID, NAME, PREVIOUS, PROJECTION,
-    Symbol, UPCAST, VERSION,
+    AGGREGATE, AGGREGATE_IMPL, COMMAND, CRATE, DDL, ERROR, EVENT, EVERY, ID, NAME, PREVIOUS,
+    PROJECTION, SNAPSHOT, Symbol, UPCAST, VERSION,
 };
 
 /// Parses the value of one key.
@@ -187,7 +187,17 @@ pub(crate) struct AggregateAttrs {
     pub(crate) name: String,
     pub(crate) id: Option<Type>,
     pub(crate) error: Option<Type>,
+    /// `snapshot(every = N, version = V)`.
+    pub(crate) snapshot: Option<SnapshotAttr>,
     pub(crate) krate: Option<Path>,
+}
+
+/// `snapshot(every = N, version = V)` of `#[aggregate(...)]`.
+pub(crate) struct SnapshotAttr {
+    /// The `snapshot` key, for errors about the policy as a whole.
+    pub(crate) key: Path,
+    pub(crate) every: u64,
+    pub(crate) version: u32,
 }
 
 pub(crate) fn aggregate_attrs(cx: &Ctxt, attrs: &[Attribute], ident: &Ident) -> AggregateAttrs {
@@ -195,6 +205,7 @@ pub(crate) fn aggregate_attrs(cx: &Ctxt, attrs: &[Attribute], ident: &Ident) -> 
     let mut id = Slot::new(AGGREGATE, ID);
     let mut error = Slot::new(AGGREGATE, ERROR);
     let mut krate = Slot::new(AGGREGATE, CRATE);
+    let mut snapshot = Slot::new(AGGREGATE, SNAPSHOT);
     // Whether a `name` was written, valid or not: a bad one is reported on its literal, and
     // the default is then not checked too.
     let mut named = false;
@@ -221,6 +232,12 @@ pub(crate) fn aggregate_attrs(cx: &Ctxt, attrs: &[Attribute], ident: &Ident) -> 
             }),
             (ID, &mut |meta| id.parse(cx, meta)),
             (ERROR, &mut |meta| error.parse(cx, meta)),
+            (SNAPSHOT, &mut |meta| {
+                if let Some(policy) = snapshot_attr(cx, meta)? {
+                    snapshot.set(cx, &meta.path, policy);
+                }
+                Ok(())
+            }),
             (CRATE, &mut |meta| krate.parse(cx, meta)),
         ],
     );
@@ -240,8 +257,68 @@ pub(crate) fn aggregate_attrs(cx: &Ctxt, attrs: &[Attribute], ident: &Ident) -> 
         name,
         id: id.value,
         error: error.value,
+        snapshot: snapshot.value,
         krate: krate.value,
     }
+}
+
+/// `snapshot(every = N, version = V)`: `every` required (at least 1), `version` from 1
+/// (default 1). `None` when it was reported.
+fn snapshot_attr(cx: &Ctxt, meta: &ParseNestedMeta<'_>) -> syn::Result<Option<SnapshotAttr>> {
+    let mut every = Slot::new(SNAPSHOT, EVERY);
+    let mut version = Slot::new(SNAPSHOT, VERSION);
+    let valid = std::cell::Cell::new(true);
+    meta.parse_nested_meta(|inner| {
+        dispatch(
+            cx,
+            SNAPSHOT,
+            &inner,
+            &mut [
+                (EVERY, &mut |m| {
+                    let lit: LitInt = m.value()?.parse()?;
+                    match lit.base10_parse::<u64>() {
+                        Ok(n) if n >= 1 => every.set(cx, &m.path, n),
+                        _ => {
+                            valid.set(false);
+                            cx.error_spanned_by(
+                                &lit,
+                                "`every` is how many events are folded between snapshots: an integer from 1",
+                            );
+                        }
+                    }
+                    Ok(())
+                }),
+                (VERSION, &mut |m| {
+                    let lit: LitInt = m.value()?.parse()?;
+                    match lit.base10_parse::<u32>() {
+                        Ok(v) if v >= 1 => version.set(cx, &m.path, v),
+                        _ => {
+                            valid.set(false);
+                            cx.error_spanned_by(
+                                &lit,
+                                "`version` is the version of the snapshot's shape: an integer from 1",
+                            );
+                        }
+                    }
+                    Ok(())
+                }),
+            ],
+        )
+    })?;
+    let Some(every) = every.value else {
+        if valid.get() {
+            cx.error_spanned_by(
+                &meta.path,
+                "`snapshot(...)` needs `every = N`: how many events are folded between snapshots, e.g. `snapshot(every = 100)`",
+            );
+        }
+        return Ok(None);
+    };
+    Ok(valid.get().then(|| SnapshotAttr {
+        key: meta.path.clone(),
+        every,
+        version: version.value.unwrap_or(1),
+    }))
 }
 
 /// `#[projection(...)]` or `#[reactor(...)]`.

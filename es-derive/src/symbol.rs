@@ -35,6 +35,8 @@ pub(crate) const RENAME: Symbol = Symbol("rename");
 pub(crate) const DDL: Symbol = Symbol("ddl");
 pub(crate) const PREVIOUS: Symbol = Symbol("previous");
 pub(crate) const UPCAST: Symbol = Symbol("upcast");
+pub(crate) const SNAPSHOT: Symbol = Symbol("snapshot");
+pub(crate) const EVERY: Symbol = Symbol("every");
 
 /// The crate the generated code names when no `crate = path` is given.
 pub(crate) const ES_CORE: Symbol = Symbol("es_core");

@@ -82,13 +82,14 @@ mod listeners;
 mod pinned;
 mod read;
 mod schema;
+mod snapshots;
 mod wake;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use es_core::{
-    Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StoreError,
+    Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, Snapshot, StoreError,
     StreamAppend, StreamId,
 };
 use futures::Stream;
@@ -467,5 +468,17 @@ impl EventStore for PostgresStore {
         let mut conn = self.inner.pool.acquire().await.map_err(error::backend)?;
         let found = append::stored_records(&mut conn, &self.inner, &[event_id], true).await?;
         Ok(found.into_values().find(|r| r.stream == *stream))
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        snapshot_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        snapshots::load(&self.inner, stream, snapshot_version).await
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        snapshots::save(&self.inner, &snapshot).await
     }
 }

@@ -67,6 +67,8 @@ pub(crate) struct Statements {
     pub(crate) version_active: SqlStr,
     pub(crate) version_delete: SqlStr,
     pub(crate) checkpoint_delete: SqlStr,
+    pub(crate) snapshot_load: SqlStr,
+    pub(crate) snapshot_save: SqlStr,
 }
 
 impl Statements {
@@ -74,6 +76,7 @@ impl Statements {
         let events = format!("\"{schema}\".events");
         let checkpoints = format!("\"{schema}\".checkpoints");
         let versions = format!("\"{schema}\".projection_versions");
+        let snapshots = format!("\"{schema}\".snapshots");
         Self {
             schema: schema.to_owned(),
             channel: format!("es_events_{schema}"),
@@ -203,6 +206,18 @@ impl Statements {
                 "DELETE FROM {versions} WHERE name = $1 AND version = $2"
             )),
             checkpoint_delete: sql(format!("DELETE FROM {checkpoints} WHERE name = $1")),
+            snapshot_load: sql(format!(
+                "SELECT version, state FROM {snapshots} \
+                 WHERE category = $1 AND stream_id = $2 AND snapshot_version = $3"
+            )),
+            // The newest wins: an older snapshot (a slower writer) never replaces it.
+            snapshot_save: sql(format!(
+                "INSERT INTO {snapshots} (category, stream_id, snapshot_version, version, state) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (category, stream_id, snapshot_version) DO UPDATE \
+                 SET version = EXCLUDED.version, state = EXCLUDED.state, taken_at = now() \
+                 WHERE {snapshots}.version < EXCLUDED.version"
+            )),
             stored_events: sql(format!(
                 "SELECT {COLUMNS} FROM {events} WHERE event_id = ANY($1)"
             )),

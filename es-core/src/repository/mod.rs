@@ -4,14 +4,15 @@
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use futures::TryStreamExt;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt, TryStreamExt};
 use uuid::Uuid;
 
 use crate::codec::{CorruptEvent, EncodeError, json_kind};
 use crate::envelope::{Envelope, Metadata, StreamId};
 use crate::model::{Aggregate, EventSet};
 use crate::position::Position;
-use crate::store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+use crate::store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError};
 
 mod caused;
 mod claims;
@@ -85,10 +86,36 @@ impl<E> From<StoreError> for Error<E> {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Loaded<A> {
-    /// The state: `Default::default()` folded with every event of the stream.
+    /// The state: `Default::default()` folded with every event of the stream (up to the
+    /// version or time asked, for [`Repository::load_at`] and [`Repository::load_as_of`]).
     pub state: A,
-    /// The stream's version (0: no event yet).
+    /// The stream's version the state was folded to (0: no event yet).
     pub version: u64,
+    /// The stream version of the snapshot the load started from (`None`: replayed from
+    /// the stream's start).
+    pub snapshot: Option<u64>,
+}
+
+/// How far a load folds the stream.
+#[derive(Clone, Copy)]
+enum Until {
+    /// Every event.
+    End,
+    /// Events up to this version.
+    Version(u64),
+    /// Events recorded at or before this time.
+    Time(DateTime<Utc>),
+}
+
+impl Until {
+    /// Whether `record` is past what the load folds.
+    fn past(self, record: &RecordedEvent) -> bool {
+        match self {
+            Self::End => false,
+            Self::Version(v) => record.version > v,
+            Self::Time(t) => record.recorded_at > t,
+        }
+    }
 }
 
 /// What an executed command did.
@@ -212,16 +239,170 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         self.load_stream(&self.stream_id(id)).await
     }
 
+    /// The state after `version` events of the aggregate's stream (all of them when it has
+    /// fewer: [`Loaded::version`] says how many were folded). Starts from a snapshot only
+    /// if it is not past `version`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::load`].
+    pub async fn load_at(&self, id: &A::Id, version: u64) -> Result<Loaded<A>, Error<A::Error>> {
+        self.fold(&self.stream_id(id), Until::Version(version))
+            .await
+    }
+
+    /// The state as it was at `time`: the longest prefix of the aggregate's stream recorded
+    /// at or before it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Repository::load`].
+    pub async fn load_as_of(
+        &self,
+        id: &A::Id,
+        time: DateTime<Utc>,
+    ) -> Result<Loaded<A>, Error<A::Error>> {
+        self.fold(&self.stream_id(id), Until::Time(time)).await
+    }
+
+    /// The audit log: every event of the aggregate's stream, in order, with its version,
+    /// time and metadata, read as today's types (through the upcasting chain). A plain
+    /// method: the stream owns what it needs.
+    pub fn history(
+        &self,
+        id: &A::Id,
+    ) -> impl Stream<Item = Result<Envelope<A::Event>, Error<A::Error>>> + Send + Unpin + 'static
+    {
+        self.store
+            .read_stream(&self.stream_id(id), 1)
+            .map(|item| match item {
+                Ok(record) => decode::<A::Event>(record).map_err(Error::Corrupt),
+                Err(e) => Err(Error::from(e)),
+            })
+    }
+
     async fn load_stream(&self, stream: &StreamId) -> Result<Loaded<A>, Error<A::Error>> {
-        let mut state = A::default();
-        let mut version = 0;
-        let mut records = std::pin::pin!(self.store.read_stream(stream, 1));
-        while let Some(record) = records.try_next().await? {
-            let envelope = decode::<A::Event>(record)?;
-            state.apply(&envelope.event);
-            version = envelope.version;
+        self.fold(stream, Until::End).await
+    }
+
+    /// Folds `stream` up to `until`: from the newest usable snapshot (of this aggregate's
+    /// snapshot version, not past `until`), or from the start.
+    async fn fold(&self, stream: &StreamId, until: Until) -> Result<Loaded<A>, Error<A::Error>> {
+        if let Some((state, version)) = self.snapshot(stream, until).await {
+            // Read from the snapshot's own event: it must be there (a snapshot past the
+            // stream is not this stream's), and its time tells `load_as_of` whether the
+            // snapshot is old enough.
+            let mut records = std::pin::pin!(self.store.read_stream(stream, version));
+            match records.try_next().await? {
+                Some(first) if first.version == version && !until.past(&first) => {
+                    let mut loaded = Loaded {
+                        state,
+                        version,
+                        snapshot: Some(version),
+                    };
+                    Self::fold_records(&mut loaded, records, until).await?;
+                    return Ok(loaded);
+                }
+                Some(first) if first.version == version => {}
+                _ => tracing::warn!(
+                    stream = %stream,
+                    version,
+                    "a snapshot is past its stream's end; replaying the stream"
+                ),
+            }
         }
-        Ok(Loaded { state, version })
+        let mut loaded = Loaded {
+            state: A::default(),
+            version: 0,
+            snapshot: None,
+        };
+        let records = std::pin::pin!(self.store.read_stream(stream, 1));
+        Self::fold_records(&mut loaded, records, until).await?;
+        Ok(loaded)
+    }
+
+    async fn fold_records<R>(
+        loaded: &mut Loaded<A>,
+        mut records: std::pin::Pin<&mut R>,
+        until: Until,
+    ) -> Result<(), Error<A::Error>>
+    where
+        R: Stream<Item = Result<RecordedEvent, StoreError>>,
+    {
+        while let Some(record) = records.try_next().await? {
+            if until.past(&record) {
+                break;
+            }
+            let envelope = decode::<A::Event>(record)?;
+            loaded.state.apply(&envelope.event);
+            loaded.version = envelope.version;
+        }
+        Ok(())
+    }
+
+    /// The newest usable snapshot of `stream`: its state and version. One of another
+    /// snapshot version, past `until`'s version, that does not decode, or that cannot be
+    /// read is ignored (logged), and the stream replayed.
+    async fn snapshot(&self, stream: &StreamId, until: Until) -> Option<(A, u64)> {
+        let policy = A::SNAPSHOT?;
+        let snapshot = match self.store.load_snapshot(stream, policy.version).await {
+            Ok(Some(snapshot)) => snapshot,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!(stream = %stream, error = %e, "cannot read a snapshot; replaying the stream");
+                return None;
+            }
+        };
+        if snapshot.snapshot_version != policy.version || snapshot.stream != *stream {
+            tracing::warn!(
+                stream = %stream,
+                snapshot_version = snapshot.snapshot_version,
+                expected = policy.version,
+                "a snapshot of another stream or version; replaying the stream"
+            );
+            return None;
+        }
+        if let Until::Version(v) = until
+            && snapshot.version > v
+        {
+            return None;
+        }
+        match A::from_snapshot(snapshot.state)? {
+            Ok(state) => Some((state, snapshot.version)),
+            Err(e) => {
+                tracing::warn!(
+                    stream = %stream,
+                    version = snapshot.version,
+                    error = %e,
+                    "a snapshot does not decode; replaying the stream"
+                );
+                None
+            }
+        }
+    }
+
+    /// Whether a command that took the stream to `version`, loaded from the snapshot at
+    /// `since`, takes a snapshot: at least `every` events were folded since that one.
+    fn snapshot_due(version: u64, since: Option<u64>) -> bool {
+        A::SNAPSHOT.is_some_and(|p| version.saturating_sub(since.unwrap_or(0)) >= p.every)
+    }
+
+    /// A snapshot of `state` at `version`. A failed write is logged, never the command's
+    /// error.
+    async fn take_snapshot(&self, stream: &StreamId, state: &A, version: u64) {
+        let Some(policy) = A::SNAPSHOT else { return };
+        let json = match state.to_snapshot() {
+            Some(Ok(json)) => json,
+            Some(Err(e)) => {
+                tracing::warn!(stream = %stream, version, error = %e, "a snapshot does not serialize; not taken");
+                return;
+            }
+            None => return,
+        };
+        let snapshot = Snapshot::new(stream.clone(), policy.version, version, json);
+        if let Err(e) = self.store.save_snapshot(snapshot).await {
+            tracing::warn!(stream = %stream, version, error = %e, "cannot save a snapshot");
+        }
     }
 
     /// Loads, decides `command`, and appends its events expecting the loaded version.
@@ -341,6 +522,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             };
             match appended {
                 Ok(appended) => {
+                    if Self::snapshot_due(appended.version, loaded.snapshot) {
+                        let mut state = loaded.state;
+                        events.iter().for_each(|e| state.apply(e));
+                        self.take_snapshot(&stream, &state, appended.version).await;
+                    }
                     let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
                     let first = appended.version.saturating_sub(count) + 1;
                     let envelopes = events

@@ -144,6 +144,41 @@ pub struct Appended {
     pub recorded_at: DateTime<Utc>,
 }
 
+/// An aggregate's state as of one version of its stream, kept to load from instead of the
+/// stream's start. An optimisation that may be dropped at any time: a store keeps at most
+/// one per (stream, snapshot version), the newest.
+#[derive(Clone, PartialEq, Debug)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The aggregate's stream.
+    pub stream: StreamId,
+    /// The version of the snapshot's shape (`#[aggregate(snapshot(version = V))]`): a load
+    /// reads only its own.
+    pub snapshot_version: u32,
+    /// The stream's version the state was folded to.
+    pub version: u64,
+    /// The state, as JSON.
+    pub state: serde_json::Value,
+}
+
+impl Snapshot {
+    /// A snapshot of `stream` at `version`.
+    #[must_use]
+    pub fn new(
+        stream: StreamId,
+        snapshot_version: u32,
+        version: u64,
+        state: serde_json::Value,
+    ) -> Self {
+        Self {
+            stream,
+            snapshot_version,
+            version,
+            state,
+        }
+    }
+}
+
 /// What a store can fail with. Each variant carries what a caller acts on.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -304,6 +339,27 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         stream: &StreamId,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The snapshot of `stream` kept for `snapshot_version`, if any. The default keeps none
+    /// (a store without snapshot storage: every load replays its stream).
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        snapshot_version: u32,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send {
+        let _ = (stream, snapshot_version);
+        async { Ok(None) }
+    }
+
+    /// Keeps `snapshot`, unless one of a later version of its stream (same snapshot
+    /// version) is kept already. The default drops it.
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        drop(snapshot);
+        async { Ok(()) }
+    }
 
     /// The event of `stream` with this id, if it is stored there. Stores override this with
     /// a lookup by id (the default reads the stream); `execute_caused_by` finds a first

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::prelude::*;
-use crate::{CorruptEvent, DecodeError, Error, EventStore, NewEvent, StreamId};
+use crate::testing::Instrumented;
+use crate::{CorruptEvent, DecodeError, Error, EventStore, NewEvent, Snapshot, StreamId};
 
 /// How long a check waits for a listener before it fails instead of hanging.
 const WAIT: Duration = Duration::from_secs(20);
@@ -29,6 +30,11 @@ macro_rules! evolution_tests {
             a_v1_event_stored_as_raw_json_loads_as_todays_type,
             a_payload_the_chain_cannot_read_is_a_typed_error,
             projections_read_old_events_through_the_chain,
+            snapshots_are_taken_every_n_events_and_loads_start_from_them,
+            unusable_snapshots_are_ignored_and_the_stream_replayed,
+            a_failed_snapshot_write_never_fails_the_command,
+            load_at_and_load_as_of_fold_a_prefix,
+            history_is_the_audit_log_in_todays_types,
         );
     };
 }
@@ -128,7 +134,7 @@ pub enum LedgerError {
 
 /// An aggregate whose events have old versions in the store.
 #[derive(Aggregate, Default, Clone, Debug, Serialize, Deserialize)]
-#[aggregate(name = "ledger", error = LedgerError)]
+#[aggregate(name = "ledger", error = LedgerError, snapshot(every = 3))]
 pub struct Ledger {
     /// Cents deposited.
     pub cents: u64,
@@ -371,4 +377,304 @@ where
         Some(vec!["old".to_owned()])
     );
     ledgers.stop().await;
+}
+
+/// Deposits of 1, 2, 3, ... cents, one command each, on a new ledger: its id.
+async fn deposits<S: EventStore + Clone>(ledgers: &Repository<Ledger, S>, n: u64) -> Uuid {
+    let id = Uuid::now_v7();
+    for cents in 1..=n {
+        ledgers
+            .execute(&id, Deposit { cents })
+            .await
+            .expect("deposit");
+    }
+    id
+}
+
+/// The sum of 1..=n.
+fn sum_to(n: u64) -> u64 {
+    n * (n + 1) / 2
+}
+
+/// With `snapshot(every = 3)`: a snapshot after the command that reaches 3 events folded
+/// since the last one; a load starts from the newest and folds only what came after.
+pub async fn snapshots_are_taken_every_n_events_and_loads_start_from_them<S>(store: S)
+where
+    S: EventStore + Clone,
+{
+    let ledgers = Repository::<Ledger, _>::new(store.clone());
+    let id = deposits(&ledgers, 2).await;
+    let loaded = ledgers.load(&id).await.expect("load");
+    assert_eq!(
+        (loaded.version, loaded.snapshot),
+        (2, None),
+        "2 events: none yet"
+    );
+    assert_eq!(
+        store.load_snapshot(&stream_of(id), 1).await.expect("read"),
+        None
+    );
+
+    ledgers
+        .execute(&id, Deposit { cents: 3 })
+        .await
+        .expect("deposit");
+    let loaded = ledgers.load(&id).await.expect("load");
+    assert_eq!((loaded.version, loaded.snapshot), (3, Some(3)));
+    assert_eq!(loaded.state.cents, sum_to(3));
+
+    for cents in 4..=5 {
+        ledgers
+            .execute(&id, Deposit { cents })
+            .await
+            .expect("deposit");
+    }
+    let loaded = ledgers.load(&id).await.expect("load");
+    assert_eq!(
+        (loaded.version, loaded.snapshot),
+        (5, Some(3)),
+        "2 since the last"
+    );
+    assert_eq!(loaded.state.cents, sum_to(5));
+    assert_eq!(loaded.state.currencies.len(), 5);
+
+    ledgers
+        .execute(&id, Deposit { cents: 6 })
+        .await
+        .expect("deposit");
+    let kept = store
+        .load_snapshot(&stream_of(id), 1)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(kept.version, 6);
+    let loaded = ledgers.load(&id).await.expect("load");
+    assert_eq!((loaded.version, loaded.snapshot), (6, Some(6)));
+    assert_eq!(loaded.state.cents, sum_to(6));
+
+    // An older snapshot never replaces a newer one.
+    store
+        .save_snapshot(Snapshot::new(stream_of(id), 1, 3, json!({})))
+        .await
+        .expect("save");
+    let kept = store.load_snapshot(&stream_of(id), 1).await.expect("read");
+    assert_eq!(kept.map(|k| k.version), Some(6));
+}
+
+/// A snapshot of another shape version, one that does not decode, and one past the
+/// stream's end are each ignored: the stream is replayed and the state is right.
+pub async fn unusable_snapshots_are_ignored_and_the_stream_replayed<S>(store: S)
+where
+    S: EventStore + Clone,
+{
+    let ledgers = Repository::<Ledger, _>::new(store.clone());
+    let id = deposits(&ledgers, 2).await;
+    let stream = stream_of(id);
+    let good = |cents: u64| json!({ "cents": cents, "currencies": [], "notes": [] });
+
+    // Version 2 of the shape: this code reads version 1 only.
+    store
+        .save_snapshot(Snapshot::new(stream.clone(), 2, 2, good(1_000)))
+        .await
+        .expect("save");
+    let loaded = ledgers.load(&id).await.expect("load");
+    assert_eq!((loaded.snapshot, loaded.state.cents), (None, sum_to(2)));
+
+    // Version 1, but not the state's shape.
+    store
+        .save_snapshot(Snapshot::new(
+            stream.clone(),
+            1,
+            2,
+            json!({ "cents": "lots" }),
+        ))
+        .await
+        .expect("save");
+    let loaded = ledgers
+        .load(&id)
+        .await
+        .expect("a corrupt snapshot is ignored");
+    assert_eq!((loaded.snapshot, loaded.version), (None, 2));
+    assert_eq!(loaded.state.cents, sum_to(2));
+
+    // A snapshot past the stream's end is not this stream's.
+    let other = deposits(&ledgers, 1).await;
+    store
+        .save_snapshot(Snapshot::new(stream_of(other), 1, 40, good(1_000)))
+        .await
+        .expect("save");
+    let loaded = ledgers.load(&other).await.expect("load");
+    assert_eq!((loaded.snapshot, loaded.version), (None, 1));
+    assert_eq!(loaded.state.cents, 1);
+
+    // Commands still work over all of them (and replace the corrupt one when due).
+    ledgers
+        .execute(&id, Deposit { cents: 3 })
+        .await
+        .expect("deposit");
+    let loaded = ledgers.load(&id).await.expect("load");
+    assert_eq!((loaded.snapshot, loaded.state.cents), (Some(3), sum_to(3)));
+}
+
+/// A snapshot write that fails leaves the command's outcome alone.
+pub async fn a_failed_snapshot_write_never_fails_the_command<S>(store: S)
+where
+    S: EventStore + Clone,
+{
+    let store = Instrumented::new(store);
+    store.fail_snapshot_writes(true);
+    let ledgers = Repository::<Ledger, _>::new(store.clone());
+    let id = deposits(&ledgers, 3).await;
+    assert_eq!(store.snapshot_writes(), 1, "the third command tried");
+    let loaded = ledgers.load(&id).await.expect("load");
+    assert_eq!((loaded.version, loaded.snapshot), (3, None));
+    assert_eq!(loaded.state.cents, sum_to(3));
+
+    store.fail_snapshot_writes(false);
+    ledgers
+        .execute(&id, Deposit { cents: 4 })
+        .await
+        .expect("deposit");
+    let loaded = ledgers.load(&id).await.expect("load");
+    assert_eq!((loaded.version, loaded.snapshot), (4, Some(4)));
+}
+
+/// `load_at` folds the first n events, `load_as_of` those recorded by a time; neither uses a
+/// snapshot past what it asks for.
+pub async fn load_at_and_load_as_of_fold_a_prefix<S>(store: S)
+where
+    S: EventStore + Clone,
+{
+    let ledgers = Repository::<Ledger, _>::new(store.clone());
+    let id = Uuid::now_v7();
+    let mut times = Vec::new();
+    for cents in 1..=4 {
+        let done = ledgers
+            .execute(&id, Deposit { cents })
+            .await
+            .expect("deposit");
+        times.push(done.events[0].recorded_at);
+        // Apart by more than the stores' microsecond precision.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(
+        ledgers.load(&id).await.expect("load").snapshot,
+        Some(3),
+        "the third command took one"
+    );
+
+    for (at, cents, snapshot) in [
+        (0, 0, None),
+        (1, 1, None),
+        (2, sum_to(2), None),
+        (3, sum_to(3), Some(3)),
+        (4, sum_to(4), Some(3)),
+    ] {
+        let loaded = ledgers.load_at(&id, at).await.expect("load_at");
+        assert_eq!(
+            (loaded.version, loaded.state.cents, loaded.snapshot),
+            (at, cents, snapshot),
+            "load_at({at})"
+        );
+    }
+    let past_the_end = ledgers.load_at(&id, 99).await.expect("load_at");
+    assert_eq!(
+        (past_the_end.version, past_the_end.state.cents),
+        (4, sum_to(4))
+    );
+
+    let before = times[0] - chrono::Duration::seconds(1);
+    let loaded = ledgers.load_as_of(&id, before).await.expect("as of");
+    assert_eq!((loaded.version, loaded.state.cents), (0, 0));
+    for (i, time) in times.iter().enumerate() {
+        let version = i as u64 + 1;
+        let loaded = ledgers.load_as_of(&id, *time).await.expect("as of");
+        assert_eq!(
+            (loaded.version, loaded.state.cents),
+            (version, sum_to(version)),
+            "as of the time of version {version}"
+        );
+        assert_eq!(
+            loaded.snapshot,
+            (version >= 3).then_some(3),
+            "a snapshot only when recorded by then"
+        );
+    }
+}
+
+/// `history` yields every event, in order, with version, time and metadata, old payloads
+/// read as today's types.
+pub async fn history_is_the_audit_log_in_todays_types<S>(store: S)
+where
+    S: EventStore + Clone,
+{
+    let id = Uuid::now_v7();
+    store
+        .append(
+            &stream_of(id),
+            ExpectedVersion::NoStream,
+            vec![raw("LedgerDeposited", 1, json!({ "amount": 2 }))],
+        )
+        .await
+        .expect("raw append");
+    let ledgers = Repository::<Ledger, _>::new(store.clone());
+    let done = ledgers
+        .execute_with(
+            &id,
+            Note {
+                text: "audited".into(),
+            },
+            Metadata::default().actor("auditor"),
+        )
+        .await
+        .expect("note");
+    let history: Vec<_> = ledgers
+        .history(&id)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("history reads");
+    assert_eq!(history.len(), 2);
+    assert_eq!(
+        history.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(
+        history[0].event,
+        LedgerEvent::Deposited(Deposited {
+            cents: 200,
+            currency: "EUR".into()
+        })
+    );
+    assert_eq!(
+        history[1].event,
+        LedgerEvent::Noted(Noted {
+            text: "audited".into(),
+            tags: vec![]
+        })
+    );
+    assert_eq!(history[1].metadata.actor.as_deref(), Some("auditor"));
+    assert_eq!(history[1].recorded_at, done.events[0].recorded_at);
+    assert_eq!(history[1].event_id, done.events[0].event_id);
+
+    // A record that does not read is an error in its place.
+    store
+        .append(
+            &stream_of(id),
+            ExpectedVersion::Exact(2),
+            vec![raw("LedgerDeposited", 9, json!({}))],
+        )
+        .await
+        .expect("raw append");
+    let last = ledgers
+        .history(&id)
+        .skip(2)
+        .next()
+        .await
+        .expect("a third item");
+    assert!(
+        matches!(&last, Err(Error::Corrupt(c)) if c.version == 3),
+        "{last:?}"
+    );
 }

@@ -3,14 +3,15 @@
 //! contention measurable without timing anything.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use futures::Stream;
 
 use crate::envelope::StreamId;
 use crate::position::Position;
 use crate::store::{
-    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamAppend,
+    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError,
+    StreamAppend,
 };
 
 /// Wraps any store; clones share the counters.
@@ -39,6 +40,9 @@ struct Counters {
     conflicts: AtomicU64,
     stream_reads: AtomicU64,
     refuse: AtomicU64,
+    snapshot_writes: AtomicU64,
+    /// Snapshot writes fail with a backend error (nothing is kept) while set.
+    fail_snapshots: AtomicBool,
 }
 
 impl<S: EventStore> Instrumented<S> {
@@ -71,9 +75,20 @@ impl<S: EventStore> Instrumented<S> {
         self.counters.conflicts.load(Ordering::SeqCst)
     }
 
-    /// Stream reads started (one per repository load).
+    /// Stream reads started (one per repository load, two when it starts from a snapshot
+    /// found not usable).
     pub fn stream_reads(&self) -> u64 {
         self.counters.stream_reads.load(Ordering::SeqCst)
+    }
+
+    /// While `fail` holds, snapshot writes fail (a backend error; nothing is kept).
+    pub fn fail_snapshot_writes(&self, fail: bool) {
+        self.counters.fail_snapshots.store(fail, Ordering::SeqCst);
+    }
+
+    /// Snapshot writes attempted, failed ones included.
+    pub fn snapshot_writes(&self) -> u64 {
+        self.counters.snapshot_writes.load(Ordering::SeqCst)
     }
 }
 
@@ -152,5 +167,23 @@ impl<S: EventStore> EventStore for Instrumented<S> {
         event_id: uuid::Uuid,
     ) -> Result<Option<RecordedEvent>, StoreError> {
         self.inner.find_event(stream, event_id).await
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        snapshot_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.load_snapshot(stream, snapshot_version).await
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.counters.snapshot_writes.fetch_add(1, Ordering::SeqCst);
+        if self.counters.fail_snapshots.load(Ordering::SeqCst) {
+            return Err(StoreError::Backend(
+                "snapshot writes are failing (injected)".into(),
+            ));
+        }
+        self.inner.save_snapshot(snapshot).await
     }
 }

@@ -61,6 +61,36 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
             quote_spanned!(ident.span()=> [(); { ::core::compile_error!(#message); 0 }])
         }
     };
+    let snapshot = attrs.snapshot.as_ref().map(|policy| {
+        let (every, version) = (policy.every, policy.version);
+        // Spanned at `snapshot`: a state without serde is reported there.
+        let codec = quote_spanned!(policy.key.span()=> <Self as #krate::__private::Snapshottable>);
+        let to = quote!(#codec::to_json(self));
+        let from = quote!(#codec::from_json(__state));
+        quote! {
+            const SNAPSHOT: ::core::option::Option<#krate::SnapshotPolicy> =
+                ::core::option::Option::Some(#krate::SnapshotPolicy::new(#every, #version));
+
+            fn to_snapshot(
+                &self,
+            ) -> ::core::option::Option<
+                ::core::result::Result<
+                    #krate::__private::serde_json::Value,
+                    #krate::__private::serde_json::Error,
+                >,
+            > {
+                ::core::option::Option::Some(#to)
+            }
+
+            fn from_snapshot(
+                __state: #krate::__private::serde_json::Value,
+            ) -> ::core::option::Option<
+                ::core::result::Result<Self, #krate::__private::serde_json::Error>,
+            > {
+                ::core::option::Option::Some(#from)
+            }
+        }
+    });
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let tokens = quote_spanned! {ident.span()=>
         const _: () = {
@@ -71,6 +101,7 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
                 const NAME: &'static str = #name;
                 type Id = #id;
                 type Error = #error;
+                #snapshot
             }
         };
     };

@@ -19,4 +19,8 @@ mod listeners {
     es_core::projection_tests!(async || crate::bouncer::store().await);
 }
 
+mod evolution {
+    es_core::evolution_tests!(async || crate::bouncer::store().await);
+}
+
 mod polling;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use es_core::{Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent};
-use es_core::{StoreError, StreamAppend, StreamId};
+use es_core::{Snapshot, StoreError, StreamAppend, StreamId};
 use futures::Stream;
 use tokio::sync::Barrier;
 
@@ -78,5 +78,17 @@ impl<S: EventStore> EventStore for Gated<S> {
         event_id: uuid::Uuid,
     ) -> Result<Option<RecordedEvent>, StoreError> {
         self.inner.find_event(stream, event_id).await
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        snapshot_version: u32,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        self.inner.load_snapshot(stream, snapshot_version).await
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.inner.save_snapshot(snapshot).await
     }
 }
