@@ -157,10 +157,6 @@ fn row_bytes(row: &PgRow) -> usize {
         .sum()
 }
 
-/// Results of one page: the records in order, a row that no longer decodes as an error in
-/// its place.
-type Page = Vec<Result<RecordedEvent, StoreError>>;
-
 /// One item of a subscription's page: a row the cursor moved past (decoded by the
 /// listener's side), the log's head past rows of other types, or a failed read.
 enum Placed {
@@ -170,6 +166,16 @@ enum Placed {
 }
 
 impl Placed {
+    /// A read's item: a record, or the error in its place (a read of the whole log or of a
+    /// stream has no progress items).
+    fn record(self) -> Option<Result<RecordedEvent, StoreError>> {
+        match self {
+            Self::Row(row, key) => Some(decode(&row, &key)),
+            Self::Progress(_) => None,
+            Self::Failed(e) => Some(Err(e)),
+        }
+    }
+
     fn deliver(self) -> Result<Delivery, StoreError> {
         match self {
             Self::Row(row, key) => decode(&row, &key).map(Delivery::Record),
@@ -177,13 +183,6 @@ impl Placed {
             Self::Failed(e) => Err(e),
         }
     }
-}
-
-fn flatten<S>(pages: S) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin
-where
-    S: Stream<Item = Page> + Send + Unpin,
-{
-    pages.flat_map(stream::iter)
 }
 
 /// Where a paged read is: the next version of a stream, the last position of the log, or
@@ -320,25 +319,10 @@ impl Cursor {
             },
         }
     }
-
-    /// Decodes `rows` in order, moving past each row it can place. A row it cannot place
-    /// ends the page with an error, and `stuck` is set: reading on would repeat it.
-    fn decode(&mut self, rows: &[PgRow]) -> (Page, bool) {
-        let mut page = Vec::with_capacity(rows.len());
-        for row in rows {
-            let key = row_key(row);
-            let record = decode(row, &key);
-            let placed = self.advance(&key);
-            page.push(record);
-            if !placed {
-                return (page, true);
-            }
-        }
-        (page, false)
-    }
 }
 
-/// Reads page after page until a short page: memory holds one page at a time.
+/// Reads page after page until a short page, one page ahead of the consumer (as a
+/// subscription does): memory holds two pages at most.
 fn paged(
     inner: Arc<Inner>,
     cursor: Option<Cursor>,
@@ -348,14 +332,14 @@ fn paged(
         match cursor.fetch(&inner).await {
             Ok((rows, _)) if rows.is_empty() => None,
             Ok((rows, full)) => {
-                let (page, stuck) = cursor.decode(&rows);
+                let (page, stuck) = cursor.place(rows, full);
                 let more = full && !stuck;
                 Some((page, (inner, more.then_some(cursor))))
             }
-            Err(e) => Some((vec![Err(e)], (inner, None))),
+            Err(e) => Some((vec![Placed::Failed(e)], (inner, None))),
         }
     });
-    flatten(Box::pin(pages))
+    read_ahead(pages).flat_map(|page| stream::iter(page.into_iter().filter_map(Placed::record)))
 }
 
 pub(crate) fn read_stream(
