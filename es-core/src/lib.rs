@@ -216,6 +216,83 @@ pub mod __private {
         })
     }
 
+    /// A command enum's `Serialize`: `command`'s own JSON object with `"type": tag` added.
+    ///
+    /// # Errors
+    ///
+    /// The command does not serialize, or not to an object.
+    pub fn serialize_tagged<S, C>(serializer: S, tag: &str, command: &C) -> Result<S::Ok, S::Error>
+    where
+        S: serde::Serializer,
+        C: serde::Serialize,
+    {
+        use serde::ser::Error as _;
+        let mut value = serde_json::to_value(command).map_err(S::Error::custom)?;
+        match &mut value {
+            serde_json::Value::Object(fields) => {
+                fields.insert("type".to_owned(), serde_json::Value::String(tag.to_owned()));
+            }
+            // A unit struct serializes to null: the tag alone.
+            serde_json::Value::Null => {
+                value = serde_json::json!({ "type": tag });
+            }
+            other => {
+                return Err(S::Error::custom(format!(
+                    "command `{tag}` serializes to a JSON {}, not an object",
+                    crate::codec::json_kind(other)
+                )));
+            }
+        }
+        serde::Serialize::serialize(&value, serializer)
+    }
+
+    /// A command enum's `Deserialize`, first half: the `type` tag and the rest of the object.
+    ///
+    /// # Errors
+    ///
+    /// Not an object, or no string `type`.
+    pub fn untag<'de, D>(deserializer: D) -> Result<(String, serde_json::Value), D::Error>
+    where
+        D: serde::Deserializer<'de>,
+    {
+        use serde::de::Error as _;
+        let value = <serde_json::Value as serde::Deserialize>::deserialize(deserializer)?;
+        let serde_json::Value::Object(mut fields) = value else {
+            return Err(D::Error::invalid_type(
+                serde::de::Unexpected::Other(crate::codec::json_kind(&value)),
+                &"a command: an object with a `type`",
+            ));
+        };
+        match fields.remove("type") {
+            Some(serde_json::Value::String(tag)) => Ok((tag, serde_json::Value::Object(fields))),
+            Some(other) => Err(D::Error::invalid_type(
+                serde::de::Unexpected::Other(crate::codec::json_kind(&other)),
+                &"a command's `type`: a string",
+            )),
+            None => Err(D::Error::missing_field("type")),
+        }
+    }
+
+    /// A command enum's `Deserialize`, second half: the fields as command `C` (a unit struct
+    /// from an object holding nothing but its tag).
+    ///
+    /// # Errors
+    ///
+    /// The fields do not deserialize as `C`.
+    pub fn deserialize_tagged<C, E>(fields: serde_json::Value) -> Result<C, E>
+    where
+        C: serde::de::DeserializeOwned,
+        E: serde::de::Error,
+    {
+        // A unit struct reads from null, not from the `{}` left once the tag is out.
+        if fields.as_object().is_some_and(serde_json::Map::is_empty)
+            && let Ok(command) = serde_json::from_value(serde_json::Value::Null)
+        {
+            return Ok(command);
+        }
+        serde_json::from_value(fields).map_err(E::custom)
+    }
+
     /// What an aggregate with `snapshot(...)` must be: its state goes to JSON and back.
     #[diagnostic::on_unimplemented(
         message = "`{Self}` keeps snapshots (`#[aggregate(snapshot(...))]`), so it must be `Serialize + Deserialize`",

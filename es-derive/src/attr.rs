@@ -171,15 +171,43 @@ pub(crate) fn event_attrs(cx: &Ctxt, attrs: &[Attribute]) -> EventAttrs {
     }
 }
 
-pub(crate) fn command_attrs(cx: &Ctxt, attrs: &[Attribute]) -> Option<Path> {
+pub(crate) struct CommandAttrs {
+    /// The command's tag in JSON (`{"type": "<name>", ..}`): given, or the type name.
+    pub(crate) name: Option<LitStr>,
+    pub(crate) krate: Option<Path>,
+}
+
+pub(crate) fn command_attrs(cx: &Ctxt, attrs: &[Attribute]) -> CommandAttrs {
+    let mut name = Slot::new(COMMAND, NAME);
     let mut krate = Slot::new(COMMAND, CRATE);
     parse_attrs(
         cx,
         attrs,
         COMMAND,
-        &mut [(CRATE, &mut |meta| krate.parse(cx, meta))],
+        &mut [
+            (NAME, &mut |meta| {
+                let lit: LitStr = meta.value()?.parse()?;
+                let value = lit.value();
+                if value.is_empty() || value.trim() != value || value.chars().any(char::is_control)
+                {
+                    cx.error_spanned_by(
+                        &lit,
+                        format!(
+                            "invalid name {value:?}: a command's name (its JSON `type`) must be non-empty, without surrounding spaces or control characters"
+                        ),
+                    );
+                } else {
+                    name.set(cx, &meta.path, lit);
+                }
+                Ok(())
+            }),
+            (CRATE, &mut |meta| krate.parse(cx, meta)),
+        ],
     );
-    krate.value
+    CommandAttrs {
+        name: name.value,
+        krate: krate.value,
+    }
 }
 
 pub(crate) struct AggregateAttrs {

@@ -1,4 +1,5 @@
-//! `#[derive(Command)]`: `impl Command` with the command's type name.
+//! `#[derive(Command)]`: `impl Command` with the command's name, its JSON tag: the type
+//! name, or `#[command(name = "...")]`, a contract like an event's stored name.
 
 use proc_macro2::TokenStream;
 use quote::{ToTokens, quote_spanned};
@@ -12,7 +13,7 @@ use crate::symbol::{RENAME, SERDE};
 
 pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
-    let krate_path = attr::command_attrs(&cx, &input.attrs);
+    let attrs = attr::command_attrs(&cx, &input.attrs);
     if !matches!(&input.data, Data::Struct(s) if matches!(s.fields, Fields::Named(_) | Fields::Unit))
     {
         let (found, span) = data_kind(input);
@@ -37,9 +38,12 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
             }
         }
     }
-    let krate = krate(krate_path.as_ref());
+    let krate = krate(attrs.krate.as_ref());
     let ident = &input.ident;
-    let name = ident.to_string();
+    let name = attrs
+        .name
+        .as_ref()
+        .map_or_else(|| ident.to_string(), LitStr::value);
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let tokens = quote_spanned! {ident.span()=>
         const _: () = {
