@@ -80,6 +80,7 @@
 extern crate self as es_core;
 
 mod codec;
+pub mod contracts;
 mod envelope;
 mod memory;
 mod model;
@@ -291,6 +292,49 @@ pub mod __private {
             return Ok(command);
         }
         serde_json::from_value(fields).map_err(E::custom)
+    }
+
+    /// Reads a type's JSON Schema when it has one (`#[derive(Event)]` calls
+    /// `(&&SchemaProbe::<Self>::new()).schema()`: through [`ViaJsonSchema`] when the type
+    /// implements `schemars::JsonSchema`, else [`NoSchema`]).
+    pub struct SchemaProbe<T>(std::marker::PhantomData<T>);
+
+    impl<T> SchemaProbe<T> {
+        /// A probe for `T`.
+        #[must_use]
+        pub const fn new() -> Self {
+            Self(std::marker::PhantomData)
+        }
+    }
+
+    impl<T> Default for SchemaProbe<T> {
+        fn default() -> Self {
+            Self::new()
+        }
+    }
+
+    /// The schema of a type that implements `schemars::JsonSchema`.
+    pub trait ViaJsonSchema {
+        /// Its JSON Schema.
+        fn schema(&self) -> Option<serde_json::Value>;
+    }
+
+    impl<T: schemars::JsonSchema> ViaJsonSchema for &SchemaProbe<T> {
+        fn schema(&self) -> Option<serde_json::Value> {
+            Some(crate::contracts::schema_of::<T>())
+        }
+    }
+
+    /// A type without a schema.
+    pub trait NoSchema {
+        /// None.
+        fn schema(&self) -> Option<serde_json::Value>;
+    }
+
+    impl<T> NoSchema for SchemaProbe<T> {
+        fn schema(&self) -> Option<serde_json::Value> {
+            None
+        }
     }
 
     /// What an aggregate with `snapshot(...)` must be: its state goes to JSON and back.

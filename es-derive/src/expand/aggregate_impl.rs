@@ -294,6 +294,7 @@ fn event_set(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
             }
         }
     });
+    let contract_types = applies.iter().map(|a| &a.event.ty);
     let matcher = |arms: TokenStream| {
         if applies.is_empty() {
             quote!(match *self {})
@@ -324,6 +325,12 @@ fn event_set(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
                 #krate::__private::serde_json::Error,
             > {
                 #payload_body
+            }
+
+            fn contracts() -> ::std::vec::Vec<#krate::contracts::Contract> {
+                let mut __out = ::std::vec::Vec::new();
+                #(<#contract_types as #krate::Event>::__contracts(&mut __out);)*
+                __out
             }
 
             fn from_stored(

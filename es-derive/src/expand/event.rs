@@ -73,6 +73,26 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
         ),
         _ => TokenStream::new(),
     };
+    let chain = match &step {
+        Some(Step::Previous(previous)) => {
+            quote_spanned!(previous.span()=> <#previous as #krate::Event>::__contracts(__out);)
+        }
+        _ => TokenStream::new(),
+    };
+    // The schema through autoref: `ViaJsonSchema` when the type derives `JsonSchema`,
+    // `NoSchema` otherwise (a generic type: always the latter).
+    let contracts = quote! {
+        fn __contracts(__out: &mut ::std::vec::Vec<#krate::contracts::Contract>) {
+            #[allow(unused_imports)]
+            use #krate::__private::{NoSchema as _, ViaJsonSchema as _};
+            __out.push(#krate::contracts::Contract::new(
+                #name,
+                #version,
+                (&&#krate::__private::SchemaProbe::<Self>::new()).schema(),
+            ));
+            #chain
+        }
+    };
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let tokens = quote_spanned! {ident.span()=>
         const _: () = {
@@ -84,6 +104,7 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
                 const NAME: &'static str = #name;
                 const VERSION: u16 = #version;
                 #upcasting
+                #contracts
             }
             #checks
         };

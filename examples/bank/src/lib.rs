@@ -3,6 +3,17 @@
 //! share only the events of `domain`.
 
 pub mod domain;
+
+/// The event contracts of every aggregate of the bank: what its services share. `cargo run
+/// -p bank -- contracts <dir>` writes them; `tests/contracts.rs` compares them with the
+/// committed `contracts/` folder.
+#[must_use]
+pub fn contracts() -> es_core::contracts::Contracts {
+    es_core::contracts::Contracts::new()
+        .of::<domain::account::Account>()
+        .of::<domain::customer::Customer>()
+        .of::<domain::transfer::Transfer>()
+}
 pub mod race;
 pub mod rebuild_demo;
 pub mod saga;

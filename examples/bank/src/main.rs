@@ -6,6 +6,9 @@
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo run -p bank
 //! ```
 //!
+//! `cargo run -p bank -- contracts <dir>` writes the event contracts (one JSON Schema per
+//! stored event name and version) into `<dir>` instead.
+//!
 //! It prints each command, the events it appended with their versions and positions, the
 //! rejections with their reasons, two writers racing on one account and how the conflict
 //! resolves, sixteen registrations of one e-mail address, then money transfers driven by a
@@ -48,8 +51,36 @@ async fn sqlx_pool(url: &str) -> Result<es_postgres::PgPool, BoxError> {
     Ok(es_postgres::PgPool::connect(url).await?)
 }
 
+/// `contracts <dir>`: writes the event contracts and lists the files.
+fn write_contracts(dir: &str) -> ExitCode {
+    match bank::contracts().write(std::path::Path::new(dir)) {
+        Ok(files) => {
+            for file in &files {
+                println!("{}", file.display());
+            }
+            println!("{} event contracts written to {dir}", files.len());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot write the contracts to {dir}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {}
+        [command, dir] if command == "contracts" => return write_contracts(dir),
+        _ => {
+            eprintln!(
+                "usage: bank            (the demo)\n       bank contracts <dir>  (write the event contracts)"
+            );
+            return ExitCode::from(2);
+        }
+    }
     match run().await {
         Ok(summary) => {
             println!(

@@ -4,6 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use es_core::prelude::*;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -12,7 +13,7 @@ use uuid::Uuid;
 pub const MAX_AMOUNT: u64 = 100_000_000_000;
 
 /// An account's id: a UUID v7, shown as the stream id `account-<uuid>`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize, JsonSchema)]
 pub struct AccountId(Uuid);
 
 impl AccountId {
@@ -91,7 +92,7 @@ pub enum AccountError {
 }
 
 /// The account was opened.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "AccountOpened", version = 1)]
 pub struct AccountOpened {
     /// The owner's name.
@@ -99,7 +100,7 @@ pub struct AccountOpened {
 }
 
 /// Money came in.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "MoneyDeposited", version = 1)]
 pub struct MoneyDeposited {
     /// Cents.
@@ -107,7 +108,7 @@ pub struct MoneyDeposited {
 }
 
 /// Money went out.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "MoneyWithdrawn", version = 1)]
 pub struct MoneyWithdrawn {
     /// Cents.
@@ -115,7 +116,7 @@ pub struct MoneyWithdrawn {
 }
 
 /// The account was closed; it accepts nothing more.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "AccountClosed", version = 1)]
 pub struct AccountClosed {}
 

@@ -26,6 +26,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use es_core::prelude::*;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -107,7 +108,7 @@ pub struct RegisterCustomer {
 }
 
 /// The customer registered.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "CustomerRegistered", version = 1)]
 pub struct CustomerRegistered {
     /// The name.

@@ -12,6 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use es_core::prelude::*;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -108,7 +109,7 @@ pub struct RecordCreditRefused {
 pub struct RecordRefund;
 
 /// A transfer was asked for.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "TransferRequested", version = 1)]
 pub struct TransferRequested {
     /// The source account.
@@ -120,12 +121,12 @@ pub struct TransferRequested {
 }
 
 /// The source was debited.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "TransferDebited", version = 1)]
 pub struct TransferDebited {}
 
 /// The source refused: the transfer failed, nothing moved.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "TransferDebitRefused", version = 1)]
 pub struct TransferDebitRefused {
     /// Why.
@@ -133,12 +134,12 @@ pub struct TransferDebitRefused {
 }
 
 /// The destination was credited: done.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "TransferCompleted", version = 1)]
 pub struct TransferCompleted {}
 
 /// The destination refused: the source must be refunded.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "TransferCreditRefused", version = 1)]
 pub struct TransferCreditRefused {
     /// Why.
@@ -146,7 +147,7 @@ pub struct TransferCreditRefused {
 }
 
 /// The source got its money back: the transfer failed.
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "TransferRefunded", version = 1)]
 pub struct TransferRefunded {}
 
