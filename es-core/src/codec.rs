@@ -83,6 +83,19 @@ pub enum EncodeError {
         #[source]
         source: serde_json::Error,
     },
+    /// A personal field's subject is missing, null or empty: there is no key to seal it
+    /// under.
+    #[error(
+        "event `{event_type}`: personal field `{field}` has no subject (`{subject}` is missing, null or empty)"
+    )]
+    Personal {
+        /// The stored name.
+        event_type: &'static str,
+        /// The personal field.
+        field: &'static str,
+        /// The field that should name its subject.
+        subject: &'static str,
+    },
     /// It serialized to something other than a JSON object.
     #[error("event `{event_type}` serializes to a JSON {found}, not an object")]
     NotAnObject {

@@ -95,7 +95,9 @@ pub mod testing;
 pub use codec::{CorruptEvent, DecodeError, EncodeError};
 pub use envelope::{Envelope, Metadata, StreamId};
 pub use memory::InMemoryStore;
-pub use model::{Aggregate, AggregateRoot, Command, CommandSet, Event, EventSet, SnapshotPolicy};
+pub use model::{
+    Aggregate, AggregateRoot, Command, CommandSet, Event, EventSet, Personal, SnapshotPolicy,
+};
 pub use position::{ParsePositionError, Position};
 pub use projection::{
     Projection, ProjectionHandle, ProjectionState, ProjectionStatus, Projector, ReadModel,
@@ -178,7 +180,7 @@ pub mod __private {
         schema_version: u16,
         payload: serde_json::Value,
     ) -> Result<T, DecodeError> {
-        if schema_version == T::VERSION {
+        if schema_version == T::VERSION && T::PERSONAL.is_empty() {
             // Owned: no copy of the strings inside.
             return serde_json::from_value(payload).map_err(DecodeError::Payload);
         }

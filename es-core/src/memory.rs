@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::envelope::StreamId;
 use crate::position::Position;
 use crate::projection::Checkpoints;
+use crate::store::personal::{self, SubjectKey};
 use crate::store::{
     Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError,
     StreamAppend, check_storable, replayed_append,
@@ -72,6 +73,23 @@ struct State {
     event_ids: HashMap<Uuid, usize>,
     /// Inline projections, folded under the lock with every append.
     inline: Vec<Box<dyn crate::projection::inline::Inline>>,
+    /// Each data subject's key (personal fields are sealed with it; `forget` deletes it).
+    keys: HashMap<String, SubjectKey>,
+}
+
+impl State {
+    /// A copy of `record` as reads give it: personal fields opened (or `null`, forgotten).
+    fn opened(&self, record: &RecordedEvent) -> RecordedEvent {
+        let mut copy = record.clone();
+        if personal::is_sealed(&copy.payload)
+            && let Err(why) = personal::open(&mut copy.payload, |s| self.keys.get(s))
+        {
+            // This store sealed it itself: only a bug gets here. Read as forgotten.
+            tracing::error!(stream = %record.stream, version = record.version, %why, "a sealed field does not open");
+            personal::open(&mut copy.payload, |_| None).ok();
+        }
+        copy
+    }
 }
 
 impl std::fmt::Debug for InMemoryStore {
@@ -138,7 +156,11 @@ impl InMemoryStore {
         let mut state = self.inner.write();
         let shared = Arc::new(RwLock::new(projection));
         let runner = crate::projection::inline::Folded(Arc::clone(&shared));
-        let history: Vec<Arc<RecordedEvent>> = state.log.clone();
+        let history: Vec<Arc<RecordedEvent>> = state
+            .log
+            .iter()
+            .map(|r| Arc::new(state.opened(r)))
+            .collect();
         let commit = crate::projection::inline::Inline::stage(&runner, &history)?;
         commit();
         state.inline.push(Box::new(runner));
@@ -174,10 +196,15 @@ impl InMemoryStore {
             if let Some(first) = events.first()
                 && state.event_ids.contains_key(&first.event_id)
             {
-                let stored: Vec<Option<&RecordedEvent>> = events
+                let stored: Vec<Option<RecordedEvent>> = events
                     .iter()
-                    .map(|e| state.event_ids.get(&e.event_id).map(|&i| &*state.log[i]))
+                    .map(|e| {
+                        let i = *state.event_ids.get(&e.event_id)?;
+                        Some(state.opened(&state.log[i]))
+                    })
                     .collect();
+                let stored: Vec<Option<&RecordedEvent>> =
+                    stored.iter().map(Option::as_ref).collect();
                 let replayed = replayed_append(stream, *expected, events, &stored).ok_or(
                     StoreError::DuplicateEventId {
                         event_id: first.event_id,
@@ -203,7 +230,9 @@ impl InMemoryStore {
             versions.insert(stream, actual + to_u64(events.len()));
             plans.push(Err(actual));
         }
-        // Validated. The new records, at the positions they will take.
+        // Validated. The new records, at the positions they will take, personal fields
+        // sealed (keys made for new subjects are kept only if the append lands).
+        let mut new_keys: HashMap<String, SubjectKey> = HashMap::new();
         let mut outcomes = Vec::with_capacity(parts.len());
         let mut fresh_records: Vec<Arc<RecordedEvent>> = Vec::new();
         for (part, plan) in parts.into_iter().zip(plans) {
@@ -219,6 +248,22 @@ impl InMemoryStore {
             for (version, e) in (actual + 1..).zip(events) {
                 let index = state.log.len() + fresh_records.len();
                 let position = Position::new(0, to_u64(index) + 1);
+                let mut payload = e.payload;
+                let subjects = personal::subjects_to_seal(&payload);
+                if !subjects.is_empty() {
+                    for subject in subjects {
+                        if !state.keys.contains_key(&subject) {
+                            new_keys.entry(subject).or_insert_with(SubjectKey::generate);
+                        }
+                    }
+                    let keys = |s: &str| new_keys.get(s).or_else(|| state.keys.get(s));
+                    personal::seal(&mut payload, keys).map_err(|reason| {
+                        StoreError::Unstorable {
+                            stream: stream.clone(),
+                            reason,
+                        }
+                    })?;
+                }
                 fresh_records.push(Arc::new(RecordedEvent {
                     position,
                     stream: stream.clone(),
@@ -226,7 +271,7 @@ impl InMemoryStore {
                     event_id: e.event_id,
                     event_type: e.event_type,
                     schema_version: e.schema_version,
-                    payload: e.payload,
+                    payload,
                     metadata: e.metadata,
                     recorded_at,
                 }));
@@ -238,16 +283,33 @@ impl InMemoryStore {
                 recorded_at,
             });
         }
-        // Inline projections fold them first: one that refuses refuses the whole append.
-        let staged = state
-            .inline
-            .iter()
-            .map(|p| p.stage(&fresh_records))
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        // Inline projections fold them first (opened, as every reader sees them): one that
+        // refuses refuses the whole append.
+        let staged = if state.inline.is_empty() {
+            Vec::new()
+        } else {
+            let opened: Vec<Arc<RecordedEvent>> = fresh_records
+                .iter()
+                .map(|r| {
+                    let mut copy = RecordedEvent::clone(r);
+                    personal::open(&mut copy.payload, |s| {
+                        new_keys.get(s).or_else(|| state.keys.get(s))
+                    })
+                    .ok();
+                    Arc::new(copy)
+                })
+                .collect();
+            state
+                .inline
+                .iter()
+                .map(|p| p.stage(&opened))
+                .collect::<Result<Vec<_>, StoreError>>()?
+        };
         // From here on nothing fails, so the append is all or nothing.
         for commit in staged {
             commit();
         }
+        state.keys.extend(new_keys);
         let State {
             log,
             streams,
@@ -279,7 +341,7 @@ impl InMemoryStore {
             .unwrap_or_default()
             .iter()
             .take(BATCH)
-            .map(|e| RecordedEvent::clone(e))
+            .map(|e| state.opened(e))
             .collect()
     }
 
@@ -347,7 +409,7 @@ impl EventStore for InMemoryStore {
                 .unwrap_or_default()
                 .iter()
                 .take(BATCH)
-                .map(|&i| RecordedEvent::clone(&state.log[i]))
+                .map(|&i| state.opened(&state.log[i]))
                 .collect();
             next = next.saturating_add(batch.len());
             batch
@@ -411,6 +473,30 @@ impl EventStore for InMemoryStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         Ok(snapshots.get(&(stream.clone(), snapshot_version)).cloned())
+    }
+
+    async fn forget(&self, subject: &str) -> Result<(), StoreError> {
+        let streams: HashSet<StreamId> = {
+            let mut state = self.inner.write();
+            state.keys.remove(subject);
+            state
+                .log
+                .iter()
+                .filter(|r| {
+                    personal::sealed_subjects(&r.payload)
+                        .iter()
+                        .any(|s| s == subject)
+                })
+                .map(|r| r.stream.clone())
+                .collect()
+        };
+        // A snapshot may hold the plaintext: the streams' snapshots go too.
+        self.inner
+            .snapshots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|(stream, _), _| !streams.contains(stream));
+        Ok(())
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {

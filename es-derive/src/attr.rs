@@ -10,8 +10,8 @@ use syn::{Attribute, Ident, LitInt, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 use crate::symbol::{
-    AGGREGATE, AGGREGATE_IMPL, COMMAND, CRATE, DDL, ERROR, EVENT, EVERY, ID, NAME, PREVIOUS,
-    PROJECTION, SNAPSHOT, Symbol, UPCAST, VERSION,
+    AGGREGATE, AGGREGATE_IMPL, COMMAND, CRATE, DDL, ERROR, EVENT, EVERY, ID, NAME, PERSONAL,
+    PREVIOUS, PROJECTION, RENAME, SERDE, SNAPSHOT, SUBJECT, Symbol, UPCAST, VERSION,
 };
 
 /// Parses the value of one key.
@@ -499,6 +499,66 @@ pub(crate) fn snake_case(ident: &str) -> String {
         }
     }
     out
+}
+
+/// `#[personal(subject = other_field)]` on an event's field: the subject field's name, or
+/// `None` (not marked, or reported).
+pub(crate) fn personal_attr(cx: &Ctxt, field: &syn::Field) -> Option<Ident> {
+    let attrs: Vec<&Attribute> = field
+        .attrs
+        .iter()
+        .filter(|a| a.path() == PERSONAL)
+        .collect();
+    let first = *attrs.first()?;
+    let mut subject = Slot::new(PERSONAL, SUBJECT);
+    parse_attrs(
+        cx,
+        &field.attrs,
+        PERSONAL,
+        &mut [(SUBJECT, &mut |meta| subject.parse(cx, meta))],
+    );
+    if subject.value.is_none() && matches!(first.meta, syn::Meta::Path(_)) {
+        cx.error_spanned_by(
+            first,
+            "`#[personal]` needs its data subject: `#[personal(subject = customer_id)]`, naming the field that holds the subject's id",
+        );
+    } else if subject.value.is_none() {
+        cx.error_spanned_by(
+            first,
+            "`#[personal(...)]` needs `subject = field`: the field that holds the data subject's id",
+        );
+    }
+    subject.value
+}
+
+/// The name serde writes a field under: its `#[serde(rename = "...")]` (or `rename(serialize
+/// = "...")`), if any.
+pub(crate) fn serde_rename(field: &syn::Field) -> Option<String> {
+    let mut renamed = None;
+    for attr in field.attrs.iter().filter(|a| a.path() == SERDE) {
+        let _ = attr.parse_nested_meta(|meta| {
+            if meta.path == RENAME {
+                if meta.input.peek(Token![=]) {
+                    let name: LitStr = meta.value()?.parse()?;
+                    renamed = Some(name.value());
+                } else {
+                    meta.parse_nested_meta(|inner| {
+                        let name: LitStr = inner.value()?.parse()?;
+                        if inner.path.is_ident("serialize") {
+                            renamed = Some(name.value());
+                        }
+                        Ok(())
+                    })?;
+                }
+            } else if meta.input.peek(Token![=]) {
+                meta.value()?.parse::<syn::Expr>()?;
+            } else if meta.input.peek(syn::token::Paren) {
+                meta.input.parse::<proc_macro2::Group>()?;
+            }
+            Ok(())
+        });
+    }
+    renamed
 }
 
 #[cfg(test)]

@@ -22,8 +22,10 @@ use proc_macro::TokenStream;
 use syn::{DeriveInput, parse_macro_input};
 
 /// Implements `es_core::Event`. `#[event(name = "StoredName", version = 2)]`, both optional
-/// (default: the type name, version 1).
-#[proc_macro_derive(Event, attributes(event))]
+/// (default: the type name, version 1); `previous = OldType` or `upcast = path` for reading
+/// older versions; `#[personal(subject = other_field)]` on a field to store it encrypted
+/// under its data subject's key.
+#[proc_macro_derive(Event, attributes(event, personal))]
 pub fn derive_event(input: TokenStream) -> TokenStream {
     expand::event::derive(&parse_macro_input!(input as DeriveInput)).into()
 }

@@ -24,6 +24,7 @@ pub(crate) const PROJECTION_IMPL: Symbol = Symbol("projection_impl");
 pub(crate) const REACTOR: Symbol = Symbol("reactor");
 pub(crate) const REACTOR_IMPL: Symbol = Symbol("reactor_impl");
 pub(crate) const ON: Symbol = Symbol("on");
+pub(crate) const PERSONAL: Symbol = Symbol("personal");
 
 // Keys. `event` and `command` are also keys of `#[aggregate_impl(...)]`.
 pub(crate) const NAME: Symbol = Symbol("name");
@@ -37,6 +38,7 @@ pub(crate) const PREVIOUS: Symbol = Symbol("previous");
 pub(crate) const UPCAST: Symbol = Symbol("upcast");
 pub(crate) const SNAPSHOT: Symbol = Symbol("snapshot");
 pub(crate) const EVERY: Symbol = Symbol("every");
+pub(crate) const SUBJECT: Symbol = Symbol("subject");
 
 /// The crate the generated code names when no `crate = path` is given.
 pub(crate) const ES_CORE: Symbol = Symbol("es_core");

@@ -624,6 +624,7 @@ fn encode<E: EventSet>(
                     found: json_kind(&payload),
                 });
             }
+            mark_personal(&mut payload, event.personal(), event_type)?;
             Ok(NewEvent {
                 event_id: match ids {
                     Ids::Fresh => Uuid::now_v7(),
@@ -636,6 +637,35 @@ fn encode<E: EventSet>(
             })
         })
         .collect()
+}
+
+/// Wraps each personal field for the store to seal under its subject:
+/// `{"$es_seal": {"subject": "<the subject field as a string>", "value": <the field>}}`.
+fn mark_personal(
+    payload: &mut serde_json::Value,
+    personal: &[crate::Personal],
+    event_type: &'static str,
+) -> Result<(), EncodeError> {
+    for p in personal {
+        let subject = match payload.get(p.subject) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+            Some(serde_json::Value::String(_) | serde_json::Value::Null) | None => {
+                return Err(EncodeError::Personal {
+                    event_type,
+                    field: p.field,
+                    subject: p.subject,
+                });
+            }
+            Some(other) => other.to_string(),
+        };
+        if let Some(value) = payload.get_mut(p.field) {
+            let plain = value.take();
+            *value = serde_json::json!({
+                crate::store::personal::SEAL: { "subject": subject, "value": plain }
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Replaces `-0.0` with `0.0` (equal as `f64` and as JSON): no store can keep the sign of a

@@ -17,6 +17,7 @@ use crate::envelope::{Metadata, StreamId};
 use crate::position::Position;
 
 mod limits;
+pub mod personal;
 mod replay;
 
 pub use limits::{
@@ -359,6 +360,22 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send {
         drop(snapshot);
         async { Ok(()) }
+    }
+
+    /// Deletes the key of data subject `subject`: every personal field sealed under it
+    /// (`#[personal(subject = ..)]`) reads as `null` from now on (its type's `Default` once
+    /// decoded), in every read, subscription and rebuild, while the events themselves stay.
+    /// Snapshots of the streams holding such fields are dropped too (a state may hold the
+    /// plaintext). Forgetting a subject without a key does nothing.
+    ///
+    /// The default is for a store that keeps no keys: an error.
+    fn forget(&self, subject: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = subject;
+        async {
+            Err(StoreError::Backend(
+                "this store keeps no personal-data keys".into(),
+            ))
+        }
     }
 
     /// The event of `stream` with this id, if it is stored there. Stores override this with

@@ -35,6 +35,7 @@ macro_rules! evolution_tests {
             a_failed_snapshot_write_never_fails_the_command,
             load_at_and_load_as_of_fold_a_prefix,
             history_is_the_audit_log_in_todays_types,
+            forgotten_personal_fields_read_as_default_and_everything_keeps_working,
         );
     };
 }
@@ -110,6 +111,26 @@ pub fn note_from_v1(v1: Value) -> Result<Value, NoteV1Error> {
     Ok(json!({ "text": text, "tags": [] }))
 }
 
+/// The ledger's holder was named: the name is personal data of the holder.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "LedgerNamed")]
+pub struct Named {
+    /// The data subject: the holder's id.
+    pub holder: String,
+    /// The holder's name, stored encrypted under the holder's key.
+    #[personal(subject = holder)]
+    pub owner: String,
+}
+
+/// Name the ledger's holder.
+#[derive(Command, Serialize, Deserialize, Clone, Debug)]
+pub struct Name {
+    /// The holder's id.
+    pub holder: String,
+    /// The holder's name.
+    pub owner: String,
+}
+
 /// Deposit cents.
 #[derive(Command, Serialize, Deserialize, Clone, Debug)]
 pub struct Deposit {
@@ -142,6 +163,8 @@ pub struct Ledger {
     pub currencies: Vec<String>,
     /// The notes' texts.
     pub notes: Vec<String>,
+    /// The holder's name (empty once forgotten).
+    pub owner: String,
 }
 
 #[aggregate_impl]
@@ -163,6 +186,19 @@ impl Ledger {
             text: cmd.text,
             tags: Vec::new(),
         })
+    }
+
+    #[command]
+    fn name(&self, cmd: Name) -> Result<Named, LedgerError> {
+        Ok(Named {
+            holder: cmd.holder,
+            owner: cmd.owner,
+        })
+    }
+
+    #[apply]
+    fn named(&mut self, e: &Named) {
+        self.owner = e.owner.clone();
     }
 
     #[apply]
@@ -327,6 +363,8 @@ pub struct Ledgers {
     pub cents: std::collections::BTreeMap<String, u64>,
     /// Notes per ledger id.
     pub notes: std::collections::BTreeMap<String, Vec<String>>,
+    /// Holders' names per ledger id.
+    pub owners: std::collections::BTreeMap<String, String>,
 }
 
 #[projection_impl]
@@ -334,6 +372,12 @@ impl Ledgers {
     #[on]
     fn deposited(&mut self, e: &Envelope<Deposited>) {
         *self.cents.entry(e.stream.id().to_owned()).or_default() += e.event.cents;
+    }
+
+    #[on]
+    fn named(&mut self, e: &Envelope<Named>) {
+        self.owners
+            .insert(e.stream.id().to_owned(), e.event.owner.clone());
     }
 
     #[on]
@@ -677,4 +721,111 @@ where
         matches!(&last, Err(Error::Corrupt(c)) if c.version == 3),
         "{last:?}"
     );
+}
+
+/// After `forget`, the holder's name reads as `""` (its `Default`) everywhere: loads (and
+/// no snapshot holding it is used), the audit log, a running projection and one rebuilt
+/// from the start; the events themselves stay, and commands go on.
+pub async fn forgotten_personal_fields_read_as_default_and_everything_keeps_working<S>(store: S)
+where
+    S: EventStore + crate::projection::ContextStore<()> + Clone,
+{
+    let ledgers = Repository::<Ledger, _>::new(store.clone());
+    let id = Uuid::now_v7();
+    let holder = format!("holder-{}", Uuid::now_v7());
+    let name = Name {
+        holder: holder.clone(),
+        owner: "Ada Lovelace".into(),
+    };
+    ledgers.execute(&id, name).await.expect("named");
+    for cents in 1..=2 {
+        ledgers
+            .execute(&id, Deposit { cents })
+            .await
+            .expect("deposit");
+    }
+    // Another holder's name in another ledger stays readable.
+    let other = Uuid::now_v7();
+    let other_name = Name {
+        holder: format!("holder-{}", Uuid::now_v7()),
+        owner: "Grace Hopper".into(),
+    };
+    ledgers.execute(&other, other_name).await.expect("named");
+
+    let loaded = ledgers.load(&id).await.expect("load");
+    assert_eq!(loaded.state.owner, "Ada Lovelace", "readable before");
+    assert_eq!(loaded.snapshot, Some(3), "a snapshot holds the name");
+    let running = Projector::new(store.clone(), Ledgers::default()).spawn();
+    let last = ledgers
+        .execute(&id, Deposit { cents: 3 })
+        .await
+        .expect("deposit");
+    running
+        .wait_for(last.position.expect("appended"), WAIT)
+        .await
+        .expect("caught up");
+    let key = id.to_string();
+    assert_eq!(
+        running.read(|l| l.owners.get(&key).cloned()).as_deref(),
+        Some("Ada Lovelace")
+    );
+
+    store.forget(&holder).await.expect("forget");
+    store
+        .forget("a subject never seen")
+        .await
+        .expect("forgetting nothing");
+
+    let loaded = ledgers.load(&id).await.expect("still loads");
+    assert_eq!(loaded.state.owner, "", "the name reads as its Default");
+    assert_eq!(loaded.state.cents, sum_to(3));
+    assert_eq!(loaded.version, 4);
+    assert_ne!(
+        loaded.snapshot,
+        Some(3),
+        "the snapshot holding the name is gone"
+    );
+    let history: Vec<_> = ledgers.history(&id).collect::<Vec<_>>().await;
+    assert!(
+        matches!(&history[0], Ok(e) if e.event == LedgerEvent::Named(Named { holder: holder.clone(), owner: String::new() })),
+        "{:?}",
+        history[0]
+    );
+    let raw = store
+        .read_stream(&stream_of(id), 1)
+        .next()
+        .await
+        .expect("a record")
+        .expect("reads");
+    assert_eq!(raw.payload["owner"], Value::Null, "raw reads give null");
+    assert_eq!(raw.payload["holder"], json!(holder));
+    assert_eq!(
+        ledgers.load(&other).await.expect("load").state.owner,
+        "Grace Hopper",
+        "another subject is untouched"
+    );
+
+    // Commands go on; the running projection goes on; a rebuild from the start works.
+    let last = ledgers
+        .execute(&id, Deposit { cents: 4 })
+        .await
+        .expect("deposit");
+    let last = last.position.expect("appended");
+    running.wait_for(last, WAIT).await.expect("goes on");
+    assert_eq!(
+        running.read(|l| l.cents.get(&key).copied()),
+        Some(sum_to(4))
+    );
+    running.stop().await;
+    let rebuilt = Projector::new(store.clone(), Ledgers::default()).spawn();
+    rebuilt.wait_for(last, WAIT).await.expect("rebuilt");
+    assert_eq!(
+        rebuilt.read(|l| l.owners.get(&key).cloned()).as_deref(),
+        Some("")
+    );
+    assert_eq!(
+        rebuilt.read(|l| l.cents.get(&key).copied()),
+        Some(sum_to(4))
+    );
+    rebuilt.stop().await;
 }

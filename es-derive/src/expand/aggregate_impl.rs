@@ -302,6 +302,11 @@ fn event_set(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
             quote!(match self { #arms })
         }
     };
+    let personal_arms = applies.iter().map(|a| {
+        let TypeRef { ty, ident, .. } = &a.event;
+        quote!(Self::#ident(_) => <#ty as #krate::Event>::PERSONAL,)
+    });
+    let personal_body = matcher(quote!(#(#personal_arms)*));
     let name_body = matcher(quote!(#(#name_arms)*));
     let version_body = matcher(quote!(#(#version_arms)*));
     let payload_body = matcher(quote!(#(#payload_arms)*));
@@ -325,6 +330,10 @@ fn event_set(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
                 #krate::__private::serde_json::Error,
             > {
                 #payload_body
+            }
+
+            fn personal(&self) -> &'static [#krate::Personal] {
+                #personal_body
             }
 
             fn contracts() -> ::std::vec::Vec<#krate::contracts::Contract> {

@@ -56,10 +56,8 @@ pub(crate) fn derive(input: &DeriveInput) -> TokenStream {
         (None, Some(upcast)) => Some(Step::Upcast(upcast)),
         (None, None) => None,
     };
-    let upcasting = step
-        .as_ref()
-        .map(|step| upcasting(step, &krate, version))
-        .unwrap_or_default();
+    let personal = personal_fields(&cx, input);
+    let upcasting = decoding(step.as_ref(), &personal, &krate, version);
     // A free constant cannot name a generic type's parameters: a generic event's chain is
     // checked by its `From` alone.
     let checks = match &step {
@@ -123,18 +121,36 @@ fn older_than_one(ident: &syn::Ident, key: &str) -> String {
     )
 }
 
-/// `OLDEST_VERSION` and `from_stored` for a type that reads the version below its own.
-fn upcasting(step: &Step<'_>, krate: &TokenStream, version: u16) -> TokenStream {
+/// A field marked `#[personal(subject = other)]`: its JSON name, its type, and the JSON
+/// name of the field holding its data subject.
+pub(crate) struct PersonalField {
+    pub(crate) json: String,
+    pub(crate) ty: Type,
+    pub(crate) subject: String,
+}
+
+/// `OLDEST_VERSION`, `PERSONAL` and `from_stored` for a type that reads older versions or
+/// has personal fields (none of them otherwise: the trait's defaults serve).
+fn decoding(
+    step: Option<&Step<'_>>,
+    personal: &[PersonalField],
+    krate: &TokenStream,
+    version: u16,
+) -> TokenStream {
+    if step.is_none() && personal.is_empty() {
+        return TokenStream::new();
+    }
     let json = quote!(#krate::__private::serde_json);
     let (oldest, older) = match step {
-        Step::Previous(previous) => {
+        None => (None, TokenStream::new()),
+        Some(Step::Previous(previous)) => {
             // Spanned at the `previous` type: a missing `From` is reported there.
             let from = quote_spanned!(previous.span()=> <Self as ::core::convert::From<#previous>>::from(__older));
             let oldest =
                 quote_spanned!(previous.span()=> <#previous as #krate::Event>::OLDEST_VERSION);
             let read = quote_spanned!(previous.span()=> <#previous as #krate::Event>::from_stored);
             (
-                oldest,
+                Some(oldest),
                 quote! {
                     if (<Self as #krate::Event>::OLDEST_VERSION..#version).contains(&__schema_version) {
                         return match #read(__schema_version, __payload) {
@@ -145,31 +161,71 @@ fn upcasting(step: &Step<'_>, krate: &TokenStream, version: u16) -> TokenStream 
                 },
             )
         }
-        Step::Upcast(path) => {
+        Some(Step::Upcast(path)) => {
             let step = quote_spanned!(path.span()=> #krate::__private::upcast_step(#path, __schema_version, __payload));
             (
-                quote!(#version - 1),
+                Some(quote!(#version - 1)),
                 quote! {
                     if __schema_version == #version - 1 {
                         let __upcast = #step?;
-                        return ::core::result::Result::map_err(
-                            #json::from_value::<Self>(__upcast),
-                            #krate::DecodeError::Payload,
-                        );
+                        return __current(&__upcast);
                     }
                 },
             )
         }
     };
+    let oldest = oldest.map(|oldest| quote!(const OLDEST_VERSION: u16 = #oldest;));
+    // A forgotten personal field reads as `null`: its type's `Default` instead.
+    let current = if personal.is_empty() {
+        quote!(#krate::__private::deserialize_current::<Self>(__payload))
+    } else {
+        let names = personal.iter().map(|p| &p.json);
+        let fixes = personal.iter().map(|p| {
+            let (name, ty) = (&p.json, &p.ty);
+            let default = quote_spanned!(ty.span()=> <#ty as ::core::default::Default>::default());
+            quote! {
+                if let ::core::option::Option::Some(__field) = __fields.get_mut(#name)
+                    && __field.is_null()
+                {
+                    *__field = #json::to_value(#default).unwrap_or(#json::Value::Null);
+                }
+            }
+        });
+        quote! {
+            let __forgotten = [#(#names),*]
+                .iter()
+                .any(|__name| __payload.get(*__name).is_some_and(#json::Value::is_null));
+            if !__forgotten {
+                return #krate::__private::deserialize_current::<Self>(__payload);
+            }
+            let mut __copy = ::core::clone::Clone::clone(__payload);
+            if let ::core::option::Option::Some(__fields) = __copy.as_object_mut() {
+                #(#fixes)*
+            }
+            #krate::__private::deserialize_current::<Self>(&__copy)
+        }
+    };
+    let personal_const = (!personal.is_empty()).then(|| {
+        let entries = personal.iter().map(|p| {
+            let (field, subject) = (&p.json, &p.subject);
+            quote!(#krate::Personal::new(#field, #subject))
+        });
+        quote!(const PERSONAL: &'static [#krate::Personal] = &[#(#entries),*];)
+    });
     quote! {
-        const OLDEST_VERSION: u16 = #oldest;
+        #oldest
+        #personal_const
 
         fn from_stored(
             __schema_version: u16,
             __payload: &#json::Value,
         ) -> ::core::result::Result<Self, #krate::DecodeError> {
+            #[allow(unused_variables)]
+            let __current = |__payload: &#json::Value| -> ::core::result::Result<Self, #krate::DecodeError> {
+                #current
+            };
             if __schema_version == #version {
-                return #krate::__private::deserialize_current::<Self>(__payload);
+                return __current(__payload);
             }
             #older
             ::core::result::Result::Err(#krate::DecodeError::UnsupportedVersion {
@@ -217,4 +273,60 @@ fn previous_checks(
             #one_lower,
         );
     }
+}
+
+/// The fields marked `#[personal(subject = other)]`, checked: the subject is another field
+/// of the struct, not personal itself. JSON names follow a field's `#[serde(rename =
+/// "...")]`.
+fn personal_fields(cx: &Ctxt, input: &DeriveInput) -> Vec<PersonalField> {
+    let Data::Struct(data) = &input.data else {
+        return Vec::new();
+    };
+    let json_name = |field: &syn::Field| {
+        crate::attr::serde_rename(field).unwrap_or_else(|| {
+            field
+                .ident
+                .as_ref()
+                .map(|i| syn::ext::IdentExt::unraw(i).to_string())
+                .unwrap_or_default()
+        })
+    };
+    let marked: Vec<(&syn::Field, syn::Ident)> = data
+        .fields
+        .iter()
+        .filter_map(|f| Some((f, crate::attr::personal_attr(cx, f)?)))
+        .collect();
+    let mut out = Vec::new();
+    for (field, subject) in &marked {
+        let Some(subject_field) = data
+            .fields
+            .iter()
+            .find(|f| f.ident.as_ref().is_some_and(|i| i == subject))
+        else {
+            cx.error_spanned_by(
+                subject,
+                format!(
+                    "`{}` has no field `{subject}`: `subject` names the field holding the data subject's id (a customer id, an e-mail hash)",
+                    input.ident
+                ),
+            );
+            continue;
+        };
+        if marked
+            .iter()
+            .any(|(f, _)| f.ident.as_ref() == Some(subject))
+        {
+            cx.error_spanned_by(
+                subject,
+                format!("`{subject}` is personal itself: the subject's id is stored in the clear, so it cannot be sealed under itself"),
+            );
+            continue;
+        }
+        out.push(PersonalField {
+            json: json_name(field),
+            ty: field.ty.clone(),
+            subject: json_name(subject_field),
+        });
+    }
+    out
 }
