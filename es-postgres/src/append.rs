@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::Inner;
 use crate::error::{backend, unique_violation};
+use crate::personal;
 use crate::pinned::pinned;
 use crate::read::decode_row;
 
@@ -107,7 +108,11 @@ struct Columns {
     event_ids: Vec<Uuid>,
 }
 
-fn columns(stream: &StreamId, events: &[NewEvent]) -> Result<Columns, StoreError> {
+fn columns(
+    stream: &StreamId,
+    events: &[NewEvent],
+    keys: Option<&personal::Keys>,
+) -> Result<Columns, StoreError> {
     let unstorable = |reason: String| StoreError::Unstorable {
         stream: stream.clone(),
         reason,
@@ -129,7 +134,19 @@ fn columns(stream: &StreamId, events: &[NewEvent]) -> Result<Columns, StoreError
         let metadata = serde_json::to_value(&event.metadata)
             .and_then(|m| json_text(&m))
             .map_err(|e| unstorable(format!("metadata does not serialize: {e}")))?;
-        let payload = json_text(&event.payload)
+        // Personal fields go in sealed under their subject's key.
+        let sealed = match keys {
+            Some(keys)
+                if !es_core::store::personal::subjects_to_seal(&event.payload).is_empty() =>
+            {
+                let mut payload = event.payload.clone();
+                es_core::store::personal::seal(&mut payload, |s| keys.get(s))
+                    .map_err(unstorable)?;
+                Some(payload)
+            }
+            _ => None,
+        };
+        let payload = json_text(sealed.as_ref().unwrap_or(&event.payload))
             .map_err(|e| unstorable(format!("payload does not serialize: {e}")))?;
         cols.payloads.push(payload);
         cols.metadata.push(metadata);
@@ -264,7 +281,8 @@ fn recorded(stream: &StreamId, events: &[NewEvent], appended: &Appended) -> Vec<
             event_id: e.event_id,
             event_type: e.event_type.clone(),
             schema_version: e.schema_version,
-            payload: e.payload.clone(),
+            // As readers get it: personal fields in the clear.
+            payload: es_core::store::personal::plain(&e.payload).into_owned(),
             metadata: e.metadata.clone(),
             recorded_at: appended.recorded_at,
         })
@@ -353,7 +371,8 @@ async fn append_on(
         },
     };
     let count = events.len();
-    let cols = columns(stream, events)?;
+    let keys = personal::for_append(conn, inner, events, own).await?;
+    let cols = columns(stream, events, keys.as_ref())?;
 
     let mut races = 0;
     loop {
@@ -472,8 +491,10 @@ pub(crate) async fn stored_records(
             .await
     })
     .map_err(backend)?;
+    let refs: Vec<&sqlx::postgres::PgRow> = rows.iter().collect();
+    let keys = personal::for_rows_on(conn, inner, &refs, crate::read::PAYLOAD_COLUMN, own).await?;
     rows.iter()
-        .map(|row| decode_row(row).map(|r| (r.event_id, r)))
+        .map(|row| decode_row(row, keys.as_ref()).map(|r| (r.event_id, r)))
         .collect()
 }
 

@@ -79,6 +79,7 @@
 mod append;
 mod error;
 mod listeners;
+mod personal;
 mod pinned;
 mod read;
 mod schema;
@@ -480,5 +481,9 @@ impl EventStore for PostgresStore {
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         snapshots::save(&self.inner, &snapshot).await
+    }
+
+    async fn forget(&self, subject: &str) -> Result<(), StoreError> {
+        personal::forget(&self.inner, subject).await
     }
 }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::Inner;
 use crate::error::backend;
+use crate::personal;
 use crate::pinned::pinned;
 
 /// The transaction every subscriber of the server is waiting behind.
@@ -102,12 +103,39 @@ fn row_key(row: &PgRow) -> RowKey {
     }
 }
 
-/// A whole row, key included.
-pub(crate) fn decode_row(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    decode(row, &row_key(row))
+/// The payload's column index, for readers of raw rows.
+pub(crate) const PAYLOAD_COLUMN: usize = col::PAYLOAD;
+
+/// A whole row, key included, its sealed fields opened with `keys`.
+pub(crate) fn decode_row(
+    row: &PgRow,
+    keys: Option<&personal::Keys>,
+) -> Result<RecordedEvent, StoreError> {
+    decode(row, &row_key(row), keys)
 }
 
-fn decode(row: &PgRow, key: &RowKey) -> Result<RecordedEvent, StoreError> {
+/// A row as a record, sealed personal fields opened with `keys` (read as `null` when the
+/// subject's key is gone).
+fn decode(
+    row: &PgRow,
+    key: &RowKey,
+    keys: Option<&personal::Keys>,
+) -> Result<RecordedEvent, StoreError> {
+    let mut record = decode_sealed(row, key)?;
+    if let Some(keys) = keys
+        && let Err(reason) = es_core::store::personal::open(&mut record.payload, |s| keys.get(s))
+    {
+        return Err(StoreError::Corrupt {
+            stream: record.stream,
+            version: record.version,
+            position: Some(record.position),
+            reason,
+        });
+    }
+    Ok(record)
+}
+
+fn decode_sealed(row: &PgRow, key: &RowKey) -> Result<RecordedEvent, StoreError> {
     let category: String = row.try_get(col::CATEGORY).map_err(backend)?;
     let stream_id: String = row.try_get(col::STREAM_ID).map_err(backend)?;
     let stream = StreamId::new(category, stream_id);
@@ -160,9 +188,31 @@ fn row_bytes(row: &PgRow) -> usize {
 /// One item of a subscription's page: a row the cursor moved past (decoded by the
 /// listener's side), the log's head past rows of other types, or a failed read.
 enum Placed {
-    Row(PgRow, RowKey),
+    /// A row, with the keys to open its page's sealed fields (none: nothing sealed).
+    Row(PgRow, RowKey, Option<Arc<personal::Keys>>),
     Progress(Position),
     Failed(StoreError),
+}
+
+/// Attaches to `page`'s rows the keys their sealed fields need (one query, only for a page
+/// holding any). A failure to read them fails the page: the reader stops there (a
+/// subscriber reads again from its own position).
+async fn with_keys(inner: &Inner, mut page: Vec<Placed>) -> Result<Vec<Placed>, StoreError> {
+    let rows: Vec<&PgRow> = page
+        .iter()
+        .filter_map(|p| match p {
+            Placed::Row(row, ..) => Some(row),
+            _ => None,
+        })
+        .collect();
+    if let Some(keys) = personal::for_rows(inner, &rows, col::PAYLOAD).await? {
+        for placed in &mut page {
+            if let Placed::Row(_, _, slot) = placed {
+                *slot = Some(Arc::clone(&keys));
+            }
+        }
+    }
+    Ok(page)
 }
 
 impl Placed {
@@ -170,7 +220,7 @@ impl Placed {
     /// stream has no progress items).
     fn record(self) -> Option<Result<RecordedEvent, StoreError>> {
         match self {
-            Self::Row(row, key) => Some(decode(&row, &key)),
+            Self::Row(row, key, keys) => Some(decode(&row, &key, keys.as_deref())),
             Self::Progress(_) => None,
             Self::Failed(e) => Some(Err(e)),
         }
@@ -178,7 +228,7 @@ impl Placed {
 
     fn deliver(self) -> Result<Delivery, StoreError> {
         match self {
-            Self::Row(row, key) => decode(&row, &key).map(Delivery::Record),
+            Self::Row(row, key, keys) => decode(&row, &key, keys.as_deref()).map(Delivery::Record),
             Self::Progress(head) => Ok(Delivery::Progress(head)),
             Self::Failed(e) => Err(e),
         }
@@ -285,7 +335,7 @@ impl Cursor {
             }
             let key = row_key(&row);
             let placed = self.advance(&key);
-            page.push(Placed::Row(row, key));
+            page.push(Placed::Row(row, key, None));
             if !placed {
                 return (page, true);
             }
@@ -298,6 +348,21 @@ impl Cursor {
             page.push(Placed::Progress(head));
         }
         (page, false)
+    }
+
+    /// Where a log cursor is (a stream cursor: `None`).
+    fn position(&self) -> Option<Position> {
+        match self {
+            Self::Stream { .. } => None,
+            Self::Log { after } | Self::Types { after, .. } => *after,
+        }
+    }
+
+    /// Back to `position` (a log cursor).
+    fn rewind(&mut self, position: Option<Position>) {
+        if let Self::Log { after } | Self::Types { after, .. } = self {
+            *after = position;
+        }
     }
 
     /// Moves past the row at `key`; false when the key does not say where that is.
@@ -333,8 +398,13 @@ fn paged(
             Ok((rows, _)) if rows.is_empty() => None,
             Ok((rows, full)) => {
                 let (page, stuck) = cursor.place(rows, full);
-                let more = full && !stuck;
-                Some((page, (inner, more.then_some(cursor))))
+                match with_keys(&inner, page).await {
+                    Ok(page) => {
+                        let more = full && !stuck;
+                        Some((page, (inner, more.then_some(cursor))))
+                    }
+                    Err(e) => Some((vec![Placed::Failed(e)], (inner, None))),
+                }
             }
             Err(e) => Some((vec![Placed::Failed(e)], (inner, None))),
         }
@@ -435,7 +505,18 @@ impl Subscription {
             match self.cursor.fetch(&self.inner).await {
                 Ok((rows, _)) if rows.is_empty() => self.wait().await,
                 Ok((rows, full)) => {
+                    // The cursor goes back if the page's keys do not read: nothing is
+                    // skipped.
+                    let before = self.cursor.position();
                     let (page, stuck) = self.cursor.place(rows, full);
+                    let page = match with_keys(&self.inner, page).await {
+                        Ok(page) => page,
+                        Err(e) => {
+                            self.cursor.rewind(before);
+                            self.failed = true;
+                            return Some((vec![Placed::Failed(e)], self));
+                        }
+                    };
                     if page.is_empty() {
                         self.wait().await;
                         continue;

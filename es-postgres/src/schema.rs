@@ -69,6 +69,10 @@ pub(crate) struct Statements {
     pub(crate) checkpoint_delete: SqlStr,
     pub(crate) snapshot_load: SqlStr,
     pub(crate) snapshot_save: SqlStr,
+    pub(crate) keys_read: SqlStr,
+    pub(crate) keys_add: SqlStr,
+    pub(crate) keys_forget: SqlStr,
+    pub(crate) snapshots_of_subject_delete: SqlStr,
 }
 
 impl Statements {
@@ -77,6 +81,7 @@ impl Statements {
         let checkpoints = format!("\"{schema}\".checkpoints");
         let versions = format!("\"{schema}\".projection_versions");
         let snapshots = format!("\"{schema}\".snapshots");
+        let keys = format!("\"{schema}\".personal_keys");
         Self {
             schema: schema.to_owned(),
             channel: format!("es_events_{schema}"),
@@ -206,6 +211,23 @@ impl Statements {
                 "DELETE FROM {versions} WHERE name = $1 AND version = $2"
             )),
             checkpoint_delete: sql(format!("DELETE FROM {checkpoints} WHERE name = $1")),
+            keys_read: sql(format!(
+                "SELECT subject, key FROM {keys} WHERE subject = ANY($1)"
+            )),
+            keys_add: sql(format!(
+                "INSERT INTO {keys} (subject, key) SELECT * FROM unnest($1::text[], $2::bytea[]) \
+                 ON CONFLICT (subject) DO NOTHING"
+            )),
+            keys_forget: sql(format!("DELETE FROM {keys} WHERE subject = $1")),
+            // Every stream holding a field sealed under the subject: a scan of the log (a
+            // forget is rare; no index is kept for it).
+            snapshots_of_subject_delete: sql(format!(
+                "DELETE FROM {snapshots} s WHERE EXISTS ( \
+                   SELECT 1 FROM {events} e \
+                   WHERE e.category = s.category AND e.stream_id = s.stream_id \
+                     AND jsonb_path_exists(e.payload, '$.*.\"$es_sealed\" ? (@.subject == $s)', \
+                                           jsonb_build_object('s', $1::text)))"
+            )),
             snapshot_load: sql(format!(
                 "SELECT version, state FROM {snapshots} \
                  WHERE category = $1 AND stream_id = $2 AND snapshot_version = $3"

@@ -36,6 +36,7 @@ macro_rules! evolution_tests {
             load_at_and_load_as_of_fold_a_prefix,
             history_is_the_audit_log_in_todays_types,
             forgotten_personal_fields_read_as_default_and_everything_keeps_working,
+            a_retried_append_of_personal_fields_gets_its_original_outcome,
         );
     };
 }
@@ -828,4 +829,47 @@ where
         Some(sum_to(4))
     );
     rebuilt.stop().await;
+}
+
+/// An append whose personal fields were sealed, retried with the same events (its outcome
+/// lost), gets its original outcome: the store compares the opened values.
+pub async fn a_retried_append_of_personal_fields_gets_its_original_outcome<S>(store: S)
+where
+    S: EventStore + Clone,
+{
+    let stream = stream_of(Uuid::now_v7());
+    let holder = format!("holder-{}", Uuid::now_v7());
+    let event = raw(
+        "LedgerNamed",
+        1,
+        json!({
+            "holder": holder,
+            "owner": { crate::store::personal::SEAL: { "subject": holder, "value": "Ada" } },
+        }),
+    );
+    let first = store
+        .append(&stream, ExpectedVersion::NoStream, vec![event.clone()])
+        .await
+        .expect("append");
+    let again = store
+        .append(&stream, ExpectedVersion::NoStream, vec![event.clone()])
+        .await
+        .expect("a retry gets the original outcome");
+    assert_eq!(first, again);
+    let read = store
+        .read_stream(&stream, 1)
+        .next()
+        .await
+        .expect("a record")
+        .expect("reads");
+    assert_eq!(read.payload["owner"], json!("Ada"));
+    // The same id with another value is not that append.
+    let mut other = event;
+    other.payload["owner"][crate::store::personal::SEAL]["value"] = json!("Grace");
+    assert!(matches!(
+        store
+            .append(&stream, ExpectedVersion::NoStream, vec![other])
+            .await,
+        Err(crate::StoreError::DuplicateEventId { .. })
+    ));
 }

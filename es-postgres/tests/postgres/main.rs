@@ -8,6 +8,7 @@ mod append;
 mod bad_data;
 mod caused;
 mod concurrency;
+mod erasure;
 mod inline;
 mod late_commit;
 mod listeners;
