@@ -239,6 +239,7 @@ async fn a_reactor_answers_new_events_with_caused_commands() {
         1,
         AccountOpened {
             owner: "Ada".into(),
+            holder: bank::domain::account::holder_of("Ada"),
         },
     );
     direct.opened(&cause).await.expect("callable");

@@ -91,3 +91,95 @@ async fn a_personal_field_is_never_stored_in_the_clear_and_forget_deletes_its_ke
         .await
         .expect("commands go on");
 }
+
+/// The bank's owner name: sealed in the events table, erased by `forget`, while the account
+/// loads, the statements in tables keep running, and a rebuild beside them completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bank_forgets_an_owner_and_keeps_working() {
+    use bank::domain::account::{Account, AccountId, Deposit, OpenAccount, holder_of};
+    use bank::statements::Statements;
+    use bank::statements_pg::{NAME, PgStatements, PgStatementsV2};
+    use es_core::Projector;
+    use std::time::Duration;
+
+    const WAIT: Duration = Duration::from_secs(30);
+    let store = support::store().await;
+    let schema = store.schema().to_owned();
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let tables = Projector::new(store.clone(), PgStatements).spawn();
+    let id = AccountId::new();
+    let open = OpenAccount {
+        owner: "Ada Lovelace".into(),
+    };
+    accounts.execute(&id, open).await.expect("open");
+    let done = accounts
+        .execute(&id, Deposit { amount: 100 })
+        .await
+        .expect("deposit");
+    tables
+        .wait_for(done.position.expect("appended"), WAIT)
+        .await
+        .expect("caught up");
+    let in_the_clear = || {
+        let store = store.clone();
+        let schema = schema.clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM \"{schema}\".events WHERE payload::text LIKE '%Ada Lovelace%'"
+            )))
+            .fetch_one(store.pool())
+            .await
+            .expect("count")
+            .get::<i64, _>(0)
+        }
+    };
+    assert_eq!(
+        in_the_clear().await,
+        0,
+        "the events table never holds the name"
+    );
+
+    store
+        .forget(&holder_of("Ada Lovelace"))
+        .await
+        .expect("forget");
+
+    assert_eq!(in_the_clear().await, 0);
+    let loaded = accounts.load(&id).await.expect("the account still loads");
+    assert_eq!(loaded.state.owner(), "", "the name reads as its Default");
+    assert_eq!(loaded.state.balance(), 100);
+    // The statements in tables keep running.
+    let done = accounts
+        .execute(&id, Deposit { amount: 5 })
+        .await
+        .expect("deposit");
+    let last = done.position.expect("appended");
+    tables.wait_for(last, WAIT).await.expect("still running");
+    let balance = bank::statements_pg::balance(store.pool(), &schema, &id.to_string())
+        .await
+        .expect("query");
+    assert_eq!(balance.map(|(b, _)| b), Some(105));
+    // A rebuild beside them completes, without the name.
+    let rebuilt = Projector::new(store.clone(), PgStatementsV2).spawn();
+    rebuilt.wait_for(last, WAIT).await.expect("rebuilt");
+    let owner: String = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT owner FROM \"{schema}__{NAME}_v2\".accounts WHERE account = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_one(store.pool())
+    .await
+    .expect("row")
+    .get(0);
+    assert_eq!(owner, "");
+    // And one in memory from the start.
+    let memory = Projector::new(store.clone(), Statements::default()).spawn();
+    memory.wait_for(last, WAIT).await.expect("caught up");
+    let key = id.to_string();
+    assert_eq!(
+        memory.read(|s| s.accounts.get(&key).map(|a| (a.owner.clone(), a.balance))),
+        Some((String::new(), 105))
+    );
+    tables.stop().await;
+    rebuilt.stop().await;
+    memory.stop().await;
+}

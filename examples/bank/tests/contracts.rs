@@ -32,7 +32,7 @@ fn the_code_reads_exactly_the_committed_contracts() {
         contracts.iter().all(|c| c.schema.is_some()),
         "every bank event has a schema"
     );
-    assert_eq!(contracts.iter().count(), 11);
+    assert_eq!(contracts.iter().count(), 12);
 }
 
 #[test]

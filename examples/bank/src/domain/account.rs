@@ -91,12 +91,43 @@ pub enum AccountError {
     },
 }
 
-/// The account was opened.
+/// Version 1 of an account's opening, as stored until the owner's name became personal data:
+/// the name in the clear. Read as today's [`AccountOpened`] (with no holder).
 #[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[event(name = "AccountOpened", version = 1)]
-pub struct AccountOpened {
+pub struct AccountOpenedV1 {
     /// The owner's name.
     pub owner: String,
+}
+
+/// The account was opened. The owner's name is personal data of the account's holder: it is
+/// stored encrypted under the holder's key, and `store.forget(&holder)` erases it (it then
+/// reads as `""`).
+#[derive(Event, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[event(name = "AccountOpened", version = 2, previous = AccountOpenedV1)]
+pub struct AccountOpened {
+    /// The owner's name.
+    #[personal(subject = holder)]
+    pub owner: String,
+    /// The data subject: [`holder_of`] the owner (empty for a version 1 event).
+    pub holder: String,
+}
+
+impl From<AccountOpenedV1> for AccountOpened {
+    fn from(v1: AccountOpenedV1) -> Self {
+        Self {
+            owner: v1.owner,
+            holder: String::new(),
+        }
+    }
+}
+
+/// The data subject of an owner's name: a stable pseudonymous id (`holder-<UUID v5 of the
+/// name>`), so the account's events name the holder without naming the person.
+#[must_use]
+pub fn holder_of(owner: &str) -> String {
+    const HOLDERS: Uuid = Uuid::from_u128(0x6261_6e6b_2d68_6f6c_6465_7273_0000_0001);
+    format!("holder-{}", Uuid::new_v5(&HOLDERS, owner.as_bytes()))
 }
 
 /// Money came in.
@@ -216,6 +247,7 @@ impl Account {
         }
         Ok(AccountOpened {
             owner: owner.to_owned(),
+            holder: holder_of(owner),
         })
     }
 
@@ -285,8 +317,23 @@ mod tests {
     fn opened() -> AccountEvent {
         AccountOpened {
             owner: "ada".into(),
+            holder: holder_of("ada"),
         }
         .into()
+    }
+
+    #[test]
+    fn a_version_1_opening_reads_as_today_with_no_holder() {
+        Fixture::<Account>::given_stored([(
+            "AccountOpened",
+            1,
+            serde_json::json!({ "owner": "ada" }),
+        )])
+        .when(Deposit { amount: 10 })
+        .expect_events([MoneyDeposited { amount: 10 }.into()])
+        .expect_state(|a| a.owner() == "ada" && a.balance() == 10);
+        assert_eq!(holder_of("ada"), holder_of("ada"));
+        assert_ne!(holder_of("ada"), holder_of("Ada"));
     }
 
     #[test]
