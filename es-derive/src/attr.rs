@@ -510,6 +510,13 @@ pub(crate) fn personal_attr(cx: &Ctxt, field: &syn::Field) -> Option<Ident> {
         .filter(|a| a.path() == PERSONAL)
         .collect();
     let first = *attrs.first()?;
+    if matches!(first.meta, syn::Meta::Path(_)) {
+        cx.error_spanned_by(
+            first,
+            "`#[personal]` needs its data subject: `#[personal(subject = customer_id)]`, naming the field that holds the subject's id",
+        );
+        return None;
+    }
     let mut subject = Slot::new(PERSONAL, SUBJECT);
     parse_attrs(
         cx,
@@ -517,12 +524,7 @@ pub(crate) fn personal_attr(cx: &Ctxt, field: &syn::Field) -> Option<Ident> {
         PERSONAL,
         &mut [(SUBJECT, &mut |meta| subject.parse(cx, meta))],
     );
-    if subject.value.is_none() && matches!(first.meta, syn::Meta::Path(_)) {
-        cx.error_spanned_by(
-            first,
-            "`#[personal]` needs its data subject: `#[personal(subject = customer_id)]`, naming the field that holds the subject's id",
-        );
-    } else if subject.value.is_none() {
+    if subject.value.is_none() {
         cx.error_spanned_by(
             first,
             "`#[personal(...)]` needs `subject = field`: the field that holds the data subject's id",
