@@ -91,14 +91,14 @@ pub(crate) async fn for_append(
 /// The subjects of the sealed fields in `rows`' payloads (only rows whose payload holds a
 /// sealed field are parsed).
 fn sealed_subjects(rows: &[&PgRow], payload_column: usize) -> Vec<String> {
-    let marker = personal::SEALED.as_bytes();
+    let marker = memchr::memmem::Finder::new(personal::SEALED.as_bytes());
     let mut subjects: Vec<String> = rows
         .iter()
         .filter_map(|row| {
             let raw = row.try_get_raw(payload_column).ok()?;
             // A NULL payload has no bytes (`as_bytes` fails on it): nothing sealed.
             let bytes = raw.as_bytes().ok()?;
-            if !bytes.windows(marker.len()).any(|w| w == marker) {
+            if marker.find(bytes).is_none() {
                 return None;
             }
             let sqlx::types::Json(payload): sqlx::types::Json<serde_json::Value> =
