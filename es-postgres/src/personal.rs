@@ -98,9 +98,8 @@ fn sealed_subjects(rows: &[&PgRow], payload_column: usize) -> Vec<String> {
             let raw = row.try_get_raw(payload_column).ok()?;
             // A NULL payload has no bytes (`as_bytes` fails on it): nothing sealed.
             let bytes = raw.as_bytes().ok()?;
-            if marker.find(bytes).is_none() {
-                return None;
-            }
+            // Parsed only when it holds a sealed field.
+            marker.find(bytes)?;
             let sqlx::types::Json(payload): sqlx::types::Json<serde_json::Value> =
                 row.try_get(payload_column).ok()?;
             Some(personal::sealed_subjects(&payload))
