@@ -109,6 +109,28 @@ pub(crate) fn is_category(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// `name = "..."` of an event or a command, a contract between services: non-empty,
+/// without surrounding spaces or control characters (`None` when reported; `what` names it
+/// in the message).
+fn contract_name(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    what: &str,
+) -> syn::Result<Option<LitStr>> {
+    let lit: LitStr = meta.value()?.parse()?;
+    let value = lit.value();
+    if value.is_empty() || value.trim() != value || value.chars().any(char::is_control) {
+        cx.error_spanned_by(
+            &lit,
+            format!(
+                "invalid name {value:?}: {what} must be non-empty, without surrounding spaces or control characters"
+            ),
+        );
+        return Ok(None);
+    }
+    Ok(Some(lit))
+}
+
 pub(crate) struct EventAttrs {
     pub(crate) name: Option<LitStr>,
     pub(crate) version: Option<u16>,
@@ -131,17 +153,7 @@ pub(crate) fn event_attrs(cx: &Ctxt, attrs: &[Attribute]) -> EventAttrs {
         EVENT,
         &mut [
             (NAME, &mut |meta| {
-                let lit: LitStr = meta.value()?.parse()?;
-                let value = lit.value();
-                if value.is_empty() || value.trim() != value || value.chars().any(char::is_control)
-                {
-                    cx.error_spanned_by(
-                        &lit,
-                        format!(
-                            "invalid name {value:?}: an event's stored name must be non-empty, without surrounding spaces or control characters"
-                        ),
-                    );
-                } else {
+                if let Some(lit) = contract_name(cx, meta, "an event's stored name")? {
                     name.set(cx, &meta.path, lit);
                 }
                 Ok(())
@@ -186,17 +198,7 @@ pub(crate) fn command_attrs(cx: &Ctxt, attrs: &[Attribute]) -> CommandAttrs {
         COMMAND,
         &mut [
             (NAME, &mut |meta| {
-                let lit: LitStr = meta.value()?.parse()?;
-                let value = lit.value();
-                if value.is_empty() || value.trim() != value || value.chars().any(char::is_control)
-                {
-                    cx.error_spanned_by(
-                        &lit,
-                        format!(
-                            "invalid name {value:?}: a command's name (its JSON `type`) must be non-empty, without surrounding spaces or control characters"
-                        ),
-                    );
-                } else {
+                if let Some(lit) = contract_name(cx, meta, "a command's name (its JSON `type`)")? {
                     name.set(cx, &meta.path, lit);
                 }
                 Ok(())

@@ -198,35 +198,6 @@ fn command_serde(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
     }
 }
 
-/// One const assertion per pair of command types, spanned at the later one: two commands
-/// with one name would read back as each other.
-fn unique_command_names(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
-    let krate = names.krate;
-    let commands = &model.commands;
-    let mut checks = Vec::new();
-    for (j, later) in commands.iter().enumerate() {
-        for earlier in &commands[..j] {
-            let (a, b) = (&earlier.command.ty, &later.command.ty);
-            let message = format!(
-                "commands `{}` and `{}` of `{}` have the same name (their JSON `type`): give one of them `#[command(name = \"...\")]` with a name of its own",
-                render(a),
-                render(b),
-                model.self_ident
-            );
-            checks.push(quote_spanned! {b.span()=>
-                const _: () = ::core::assert!(
-                    !#krate::__private::str_eq(
-                        <#a as #krate::Command>::NAME,
-                        <#b as #krate::Command>::NAME,
-                    ),
-                    #message,
-                );
-            });
-        }
-    }
-    quote!(#(#checks)*)
-}
-
 /// `From<T>` for each variant's type, so `Opened { .. }.into()` is an event and `Deposit {
 /// .. }.into()` a command.
 fn from_impls(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
@@ -386,23 +357,45 @@ fn command_set(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
 /// One const assertion per pair of event types, spanned at the later one: two events with
 /// one stored name would read back as each other.
 fn unique_stored_names(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
+    let types: Vec<&syn::Type> = model.applies.iter().map(|a| &a.event.ty).collect();
+    unique_names(&types, &quote!(Event), names, |a, b| {
+        format!(
+            "events `{a}` and `{b}` of `{}` have the same stored name: give one of them `#[event(name = \"...\")]` with a name of its own",
+            model.self_ident
+        )
+    })
+}
+
+/// The same for commands: two commands with one name (their JSON `type`) would read back as
+/// each other.
+fn unique_command_names(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
+    let types: Vec<&syn::Type> = model.commands.iter().map(|c| &c.command.ty).collect();
+    unique_names(&types, &quote!(Command), names, |a, b| {
+        format!(
+            "commands `{a}` and `{b}` of `{}` have the same name (their JSON `type`): give one of them `#[command(name = \"...\")]` with a name of its own",
+            model.self_ident
+        )
+    })
+}
+
+/// For each pair of `types`, a const assertion (at the later one's token) that their
+/// `<T as trait_>::NAME`s differ, with `message(earlier, later)`.
+fn unique_names(
+    types: &[&syn::Type],
+    trait_: &TokenStream,
+    names: &Names<'_>,
+    message: impl Fn(String, String) -> String,
+) -> TokenStream {
     let krate = names.krate;
-    let applies = &model.applies;
     let mut checks = Vec::new();
-    for (j, later) in applies.iter().enumerate() {
-        for earlier in &applies[..j] {
-            let (a, b) = (&earlier.event.ty, &later.event.ty);
-            let message = format!(
-                "events `{}` and `{}` of `{}` have the same stored name: give one of them `#[event(name = \"...\")]` with a name of its own",
-                render(a),
-                render(b),
-                model.self_ident
-            );
+    for (j, b) in types.iter().enumerate() {
+        for a in &types[..j] {
+            let message = message(render(a), render(b));
             checks.push(quote_spanned! {b.span()=>
                 const _: () = ::core::assert!(
                     !#krate::__private::str_eq(
-                        <#a as #krate::Event>::NAME,
-                        <#b as #krate::Event>::NAME,
+                        <#a as #krate::#trait_>::NAME,
+                        <#b as #krate::#trait_>::NAME,
                     ),
                     #message,
                 );
