@@ -112,11 +112,7 @@ pub(crate) fn is_category(name: &str) -> bool {
 /// `name = "..."` of an event or a command, a contract between services: non-empty,
 /// without surrounding spaces or control characters (`None` when reported; `what` names it
 /// in the message).
-fn contract_name(
-    cx: &Ctxt,
-    meta: &ParseNestedMeta<'_>,
-    what: &str,
-) -> syn::Result<Option<LitStr>> {
+fn contract_name(cx: &Ctxt, meta: &ParseNestedMeta<'_>, what: &str) -> syn::Result<Option<LitStr>> {
     let lit: LitStr = meta.value()?.parse()?;
     let value = lit.value();
     if value.is_empty() || value.trim() != value || value.chars().any(char::is_control) {
