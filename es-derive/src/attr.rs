@@ -87,7 +87,14 @@ fn dispatch(
         .join("::");
     cx.error_spanned_by(
         &meta.path,
-        format!("unknown key `{found}` in `#[{attr}(...)]`; expected one of: {expected}"),
+        format!(
+            "unknown key `{found}` in {}; expected one of: {expected}",
+            if attr == SNAPSHOT {
+                "`snapshot(...)` of `#[aggregate(...)]`".to_owned()
+            } else {
+                format!("`#[{attr}(...)]`")
+            }
+        ),
     );
     Ok(())
 }
