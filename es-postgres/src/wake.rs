@@ -3,7 +3,8 @@
 //! another process appends.
 //!
 //! - An append bumps a local counter: subscriptions of this process wake at once, and one
-//!   background task sends `NOTIFY`, coalescing every append that landed while it was busy.
+//!   background task sends `NOTIFY`, at most one per 5 ms, coalescing every append that
+//!   landed meanwhile (a `NOTIFY` is a statement, a transaction id and a commit of its own).
 //! - One background task per store `LISTEN`s, on a connection of its own (never one of the
 //!   pool's), and bumps a second counter for every notification. It runs while at least one
 //!   subscription is open, and reconnects after a lost connection (waking everyone, since a
@@ -20,6 +21,10 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// The shortest time between two `NOTIFY`s of one store: other processes hear of an append
+/// at most this much later (their own appends wake their subscribers at once).
+const NOTIFY_EVERY: Duration = Duration::from_millis(5);
 
 /// How long the listener waits before reconnecting after a failure.
 const RECONNECT: Duration = Duration::from_secs(1);
@@ -115,6 +120,9 @@ impl Wake {
                 {
                     tracing::debug!(error = %e, "NOTIFY failed; other processes will poll");
                 }
+                // Appends meanwhile share the next NOTIFY: at most one per interval, not a
+                // statement (and a transaction id, and a commit) per append.
+                tokio::time::sleep(NOTIFY_EVERY).await;
             }
         }))
     }
