@@ -2,7 +2,8 @@
 //! execute (load, decide, append) on aggregates of 10, 100 and 1,000 events. The cost per
 //! event should stay flat: appending is O(events appended) and a load copies out batches,
 //! never the whole stream per command (the cqrs-es `MemStore` is 30x slower per event at
-//! 1,000 events than at 10, by its own benchmark).
+//! 1,000 events than at 10, by its own benchmark). A repository that keeps its aggregates
+//! (`with_cache`) executes in a time flat in the stream's length: the last column.
 //!
 //! ```text
 //! cargo bench -p es-core --bench memory
@@ -51,8 +52,10 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         println!("in-memory store, repository load and execute by stream length\n");
-        println!("| events per aggregate | load (µs) | load per event (ns) | execute (µs) |");
-        println!("|---:|---:|---:|---:|");
+        println!(
+            "| events per aggregate | load (µs) | load per event (ns) | execute (µs) | execute, cached (µs) | uncached / cached |"
+        );
+        println!("|---:|---:|---:|---:|---:|---:|");
         let mut per_event = Vec::new();
         for size in [10u64, 100, 1_000] {
             let store = InMemoryStore::new();
@@ -78,13 +81,32 @@ fn main() {
                     .expect("execute");
             }
             let execute = start.elapsed().as_secs_f64() / rounds as f64;
+            // The same commands through a repository that keeps the 50 aggregates
+            // (`with_cache`): the first command on each loads it, the rest only append.
+            let cached_repo = Repository::<Account, _>::new(store.clone()).with_cache(64);
+            for id in &ids {
+                cached_repo
+                    .execute(id, Deposit { amount: 1 })
+                    .await
+                    .expect("warm");
+            }
+            let start = Instant::now();
+            for r in 0..rounds {
+                cached_repo
+                    .execute(&ids[(r % 50) as usize], Deposit { amount: 1 })
+                    .await
+                    .expect("execute");
+            }
+            let cached = start.elapsed().as_secs_f64() / rounds as f64;
             let ns_per_event = load * 1e9 / size as f64;
             per_event.push(ns_per_event);
             println!(
-                "| {size} | {:.1} | {:.0} | {:.1} |",
+                "| {size} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} |",
                 load * 1e6,
                 ns_per_event,
-                execute * 1e6
+                execute * 1e6,
+                cached * 1e6,
+                execute / cached
             );
         }
         println!(

@@ -2,6 +2,7 @@
 //! append with the loaded version as the expected one), and retry on conflict when asked.
 
 use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -177,14 +178,28 @@ pub struct Executed<E> {
 pub struct Repository<A, S> {
     store: S,
     retries: u32,
+    /// The aggregates kept between commands (`with_cache`), shared by clones.
+    cache: Option<Arc<Cache<A>>>,
     _aggregate: PhantomData<fn() -> A>,
 }
+
+/// An aggregate kept between commands: its state, its stream's version, and the version of
+/// the snapshot its fold started from.
+struct Cached<A> {
+    state: A,
+    version: u64,
+    snapshot: Option<u64>,
+}
+
+/// The most recently used aggregates, by stream; bounded by count.
+type Cache<A> = Mutex<lru::LruCache<StreamId, Cached<A>>>;
 
 impl<A, S: Clone> Clone for Repository<A, S> {
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
             retries: self.retries,
+            cache: self.cache.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -196,6 +211,7 @@ impl<A, S: std::fmt::Debug> std::fmt::Debug for Repository<A, S> {
             .field("aggregate", &std::any::type_name::<A>())
             .field("store", &self.store)
             .field("retries", &self.retries)
+            .field("cache", &self.cache.as_ref().map(|c| lock(c).cap()))
             .finish()
     }
 }
@@ -206,7 +222,50 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         Self {
             store,
             retries: 0,
+            cache: None,
             _aggregate: PhantomData,
+        }
+    }
+
+    /// Keeps the state and version of up to `capacity` aggregates (the most recently used)
+    /// between commands: a command on a kept aggregate decides on that state and only
+    /// appends, expecting its version: one round trip instead of two, and no fold of the
+    /// stream. Writers elsewhere (another process, a repository without this cache) are
+    /// caught by that expectation: the append conflicts, and the command is decided again
+    /// on the store's state, as a repository without the cache would have decided it. A
+    /// refusal, or a decision to do nothing, on a kept state is checked the same way
+    /// before it is returned. Clones of the repository share the cache;
+    /// [`Repository::load`] and [`Repository::execute_expecting`] always read the store. A
+    /// `capacity` of 0 keeps nothing.
+    #[must_use]
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = std::num::NonZeroUsize::new(capacity)
+            .map(|c| Arc::new(Mutex::new(lru::LruCache::new(c))));
+        self
+    }
+
+    /// The aggregate kept for `stream`, taken out of the cache (a command in flight owns
+    /// it; it goes back when the command is decided or appended).
+    fn take_cached(&self, stream: &StreamId) -> Option<Loaded<A>> {
+        let cached = lock(self.cache.as_ref()?).pop(stream)?;
+        Some(Loaded {
+            state: cached.state,
+            version: cached.version,
+            snapshot: cached.snapshot,
+        })
+    }
+
+    /// Keeps `loaded` for the next command on `stream`.
+    fn keep(&self, stream: &StreamId, loaded: Loaded<A>) {
+        if let Some(cache) = &self.cache {
+            lock(cache).put(
+                stream.clone(),
+                Cached {
+                    state: loaded.state,
+                    version: loaded.version,
+                    snapshot: loaded.snapshot,
+                },
+            );
         }
     }
 
@@ -480,8 +539,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let stream = self.stream_id(id);
         let retries = if expected.is_some() { 0 } else { self.retries };
         let mut attempt = 0;
+        // Decide on the store's state, not a kept one (a kept one refused or did nothing).
+        let mut reload = false;
         loop {
-            let loaded = self.load_stream(&stream).await?;
+            // A kept aggregate, unless the caller's If-Match must be checked against the
+            // store itself.
+            let cached = if expected.is_none() && !reload {
+                self.take_cached(&stream)
+            } else {
+                None
+            };
+            let from_cache = cached.is_some();
+            let loaded = match cached {
+                Some(loaded) => loaded,
+                None => self.load_stream(&stream).await?,
+            };
             // If-Match: a stale expectation is a conflict before anything is decided, even
             // for a command that would emit nothing (it was meant for another state).
             if let Some(expected) = expected
@@ -493,14 +565,30 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     actual: loaded.version,
                 });
             }
-            let events = loaded
-                .state
-                .handle(command.clone())
-                .map_err(Error::Rejected)?;
+            let events = match loaded.state.handle(command.clone()) {
+                // A kept state may be behind the stream (another writer): a refusal, or a
+                // decision to do nothing, is only final on the store's state.
+                Err(_) if from_cache => {
+                    reload = true;
+                    continue;
+                }
+                Ok(events) if events.is_empty() && from_cache => {
+                    reload = true;
+                    continue;
+                }
+                Ok(events) => events,
+                Err(rejected) => {
+                    // Nothing changed: the state is still the stream's.
+                    self.keep(&stream, loaded);
+                    return Err(Error::Rejected(rejected));
+                }
+            };
             if events.is_empty() {
+                let version = loaded.version;
+                self.keep(&stream, loaded);
                 return Ok(Executed {
                     events: Vec::new(),
-                    version: loaded.version,
+                    version,
                     position: None,
                 });
             }
@@ -522,12 +610,29 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             };
             match appended {
                 Ok(appended) => {
-                    if Self::snapshot_due(appended.version, loaded.snapshot) {
+                    let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
+                    // Appended right after the state decided on (not an earlier outcome
+                    // returned to a retry): the state with these events is the stream's.
+                    let fresh = appended.version == loaded.version.saturating_add(count);
+                    let due = Self::snapshot_due(appended.version, loaded.snapshot);
+                    if fresh && (due || self.cache.is_some()) {
                         let mut state = loaded.state;
                         events.iter().for_each(|e| state.apply(e));
-                        self.take_snapshot(&stream, &state, appended.version).await;
+                        let mut snapshot = loaded.snapshot;
+                        if due {
+                            self.take_snapshot(&stream, &state, appended.version).await;
+                            snapshot = Some(appended.version);
+                        }
+                        let version = appended.version;
+                        self.keep(
+                            &stream,
+                            Loaded {
+                                state,
+                                version,
+                                snapshot,
+                            },
+                        );
                     }
-                    let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
                     let first = appended.version.saturating_sub(count) + 1;
                     let envelopes = events
                         .into_iter()
@@ -554,6 +659,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 Err(StoreError::Conflict { stream: taken, .. }) if claims.contains(&taken) => {
                     return Err(Error::Claimed { claim: taken });
                 }
+                // Decided on a kept state that was behind the stream: decide again on the
+                // store's (what a repository without the cache would have done first).
+                Err(StoreError::Conflict { .. }) if from_cache => reload = true,
                 Err(StoreError::Conflict { .. }) if attempt < retries => {
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
@@ -682,4 +790,10 @@ fn positive_zeros(value: &mut serde_json::Value) {
         serde_json::Value::Object(map) => map.values_mut().for_each(positive_zeros),
         _ => {}
     }
+}
+
+/// The cache, even after a panic while it was held (it holds no invariant a panic breaks:
+/// an entry is whole or absent).
+fn lock<A>(cache: &Cache<A>) -> MutexGuard<'_, lru::LruCache<StreamId, Cached<A>>> {
+    cache.lock().unwrap_or_else(PoisonError::into_inner)
 }
