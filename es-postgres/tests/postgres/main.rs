@@ -6,6 +6,7 @@ mod support;
 
 mod append;
 mod bad_data;
+mod cache;
 mod caused;
 mod concurrency;
 mod erasure;
