@@ -574,36 +574,55 @@ fn deliveries(
         .flat_map(|page| stream::iter(page.into_iter().map(Placed::deliver)))
 }
 
-/// Reads the next page while the listener decodes and handles this one: the pages come from
-/// a task of their own, one page ahead (memory holds the page being handled and the next). The task
-/// starts at the first poll (inside the caller's runtime) and ends when the stream is
-/// dropped, even while it waits for new events.
+/// Reads the next page while the consumer decodes and handles this one. The first page is
+/// read in the consumer's own task (a load of a short stream pays no hand-over between
+/// tasks); the pages after it come from a task of their own, one page ahead (memory holds
+/// the page being handled and the next). That task ends when the stream is dropped, even
+/// while it waits for new events.
 fn read_ahead<T, S>(pages: S) -> impl Stream<Item = T> + Send + Unpin + 'static
 where
     T: Send + 'static,
     S: Stream<Item = T> + Send + 'static,
 {
-    let (tx, mut rx) = mpsc::channel::<T>(1);
-    let mut start = Some((pages, tx));
-    stream::poll_fn(move |cx| {
-        if let Some((pages, tx)) = start.take() {
-            tokio::spawn(async move {
-                let mut pages = std::pin::pin!(pages);
-                // A slot first, then a page: never more than one page waiting.
-                while let Ok(slot) = tx.reserve().await {
-                    let page = tokio::select! {
-                        () = tx.closed() => return,
-                        page = pages.next() => page,
-                    };
-                    match page {
-                        Some(page) => slot.send(page),
-                        None => return,
-                    }
+    enum Phase<S, T> {
+        First(std::pin::Pin<Box<S>>),
+        Rest(mpsc::Receiver<T>),
+    }
+    Box::pin(stream::unfold(
+        Phase::First(Box::pin(pages)),
+        |phase| async move {
+            match phase {
+                Phase::First(mut pages) => {
+                    let first = pages.next().await?;
+                    let (tx, rx) = mpsc::channel::<T>(1);
+                    tokio::spawn(pump(pages, tx));
+                    Some((first, Phase::Rest(rx)))
                 }
-            });
+                Phase::Rest(mut rx) => {
+                    let page = rx.recv().await?;
+                    Some((page, Phase::Rest(rx)))
+                }
+            }
+        },
+    ))
+}
+
+/// Sends `pages` into `tx`, one ahead: a slot first, then a page. Ends with the pages, or
+/// when the receiver is gone (even while a page is awaited).
+async fn pump<T, S>(mut pages: std::pin::Pin<Box<S>>, tx: mpsc::Sender<T>)
+where
+    S: Stream<Item = T>,
+{
+    while let Ok(slot) = tx.reserve().await {
+        let page = tokio::select! {
+            () = tx.closed() => return,
+            page = pages.next() => page,
+        };
+        match page {
+            Some(page) => slot.send(page),
+            None => return,
         }
-        rx.poll_recv(cx)
-    })
+    }
 }
 
 // The oldest transaction id still running: a backend's, or a prepared transaction's.

@@ -1,0 +1,248 @@
+//! Commands through the `Repository` on PostgreSQL, next to the floor in the same run: one
+//! prepared single-row `INSERT` per transaction (and a 100-row one), with as many writers.
+//! One-event commands with 1, 4, 16 and 64 writers on aggregates of their own (10 commands
+//! each, as the peers' harness does), 64 writers on 8 hot streams (with retry), 10-event
+//! commands, and the aggregate cache (`with_cache`).
+//! Prints tables: commands/s, events/s, p50/p99 latency, conflicts, ratio to the floor.
+//!
+//! ```text
+//! cargo bench -p es-postgres --bench throughput               # DATABASE_URL, or a throwaway server
+//! cargo bench -p es-postgres --bench throughput -- --quick    # under a minute
+//! ```
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../tests/postgres/support.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use es_core::prelude::*;
+use es_core::testing::Instrumented;
+use es_postgres::PostgresStore;
+use serde::{Deserialize, Serialize};
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "BenchDeposited")]
+struct Deposited {
+    amount: u64,
+}
+
+#[derive(Command, Serialize, Deserialize, Clone, Debug)]
+struct Deposit {
+    amount: u64,
+    /// Events the command emits.
+    events: u32,
+}
+
+#[derive(Debug)]
+struct Never;
+
+#[derive(Aggregate, Default)]
+#[aggregate(name = "bench_account", error = Never)]
+struct Account {
+    balance: u64,
+}
+
+#[aggregate_impl]
+impl Account {
+    #[command]
+    fn deposit(&self, cmd: Deposit) -> Result<Vec<Deposited>, Never> {
+        Ok((0..cmd.events)
+            .map(|_| Deposited { amount: cmd.amount })
+            .collect())
+    }
+
+    #[apply]
+    fn deposited(&mut self, e: &Deposited) {
+        self.balance += e.amount;
+    }
+}
+
+/// What one configuration measured.
+struct Run {
+    per_second: f64,
+    p50: Duration,
+    p99: Duration,
+    conflicts: u64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// How many commands go to one aggregate before a writer moves to a new one (the peers'
+/// harness does the same), so loads stay short.
+const PER_AGGREGATE: usize = 10;
+
+/// `writers` tasks run `commands` commands in all, each emitting `events` events. With
+/// `hot` streams, writer `w` always works on stream `w % hot` (they grow, and writers
+/// collide); without, each writer moves to an aggregate of its own every
+/// [`PER_AGGREGATE`] commands. Commands per second and latencies.
+async fn commands(
+    store: &PostgresStore,
+    writers: usize,
+    hot: Option<usize>,
+    commands: usize,
+    events: u32,
+    cache: bool,
+) -> Run {
+    let counted = Instrumented::new(store.clone());
+    let mut repo = Repository::<Account, _>::new(counted.clone()).with_retry(100);
+    if cache {
+        repo = repo.with_cache(writers.max(hot.unwrap_or(0)) * 2);
+    }
+    let shared: Vec<uuid::Uuid> = (0..hot.unwrap_or(0))
+        .map(|_| uuid::Uuid::now_v7())
+        .collect();
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (repo, next) = (repo.clone(), Arc::clone(&next));
+            let shared = (!shared.is_empty()).then(|| shared[w % shared.len()]);
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut id = shared.unwrap_or_else(uuid::Uuid::now_v7);
+                let mut done = 0;
+                while next.fetch_add(1, Ordering::Relaxed) < commands {
+                    if shared.is_none() && done > 0 && done % PER_AGGREGATE == 0 {
+                        id = uuid::Uuid::now_v7();
+                    }
+                    let t = Instant::now();
+                    repo.execute(&id, Deposit { amount: 1, events })
+                        .await
+                        .expect("command");
+                    latencies.push(t.elapsed());
+                    done += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(commands);
+    for t in tasks {
+        latencies.extend(t.await.expect("writer"));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Run {
+        per_second: commands as f64 / seconds,
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
+        conflicts: counted.conflicts(),
+    }
+}
+
+/// The floor: `writers` tasks insert `rows` rows in all, `per` rows per transaction (one
+/// prepared statement), into a table of the event's width. Rows per second.
+async fn floor(store: &PostgresStore, writers: usize, rows: usize, per: usize) -> f64 {
+    let table = format!("\"{}\".bench_floor", store.schema());
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {table} (id bigserial PRIMARY KEY, stream text NOT NULL, \
+         version bigint NOT NULL, payload jsonb NOT NULL)"
+    )))
+    .execute(store.pool())
+    .await
+    .expect("floor table");
+    let sql = format!(
+        "INSERT INTO {table} (stream, version, payload) \
+         SELECT $1, v, jsonb_build_object('amount', v) FROM generate_series(1, $2::bigint) v"
+    );
+    let transactions = rows / per;
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (pool, next, sql) = (store.pool().clone(), Arc::clone(&next), sql.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < transactions {
+                    sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                        .bind(w.to_string())
+                        .bind(i64::try_from(per).unwrap_or(1))
+                        .execute(&pool)
+                        .await
+                        .expect("floor insert");
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    (transactions * per) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let scale = if quick { 1 } else { 5 };
+    let store = support::store_with(72).await;
+    // Warm the pool and the statement caches.
+    let _ = commands(&store, 16, None, 320, 1, false).await;
+    let _ = floor(&store, 16, 320, 1).await;
+
+    println!(
+        "one-event commands through the Repository on PostgreSQL, beside one-row INSERT transactions\n"
+    );
+    println!(
+        "| writers | streams | cache | commands/s | p50 (ms) | p99 (ms) | conflicts | floor (rows/s) | commands / floor |"
+    );
+    println!("|---:|---|---|---:|---:|---:|---:|---:|---:|");
+    for (writers, hot, cache) in [
+        (1, None, false),
+        (4, None, false),
+        (16, None, false),
+        (64, None, false),
+        (64, Some(8), false),
+        (1, None, true),
+        (16, None, true),
+        (64, None, true),
+        (64, Some(8), true),
+    ] {
+        let n = (400 * scale).max(writers * 10);
+        let run = commands(&store, writers, hot, n, 1, cache).await;
+        let floor = floor(&store, writers, n, 1).await;
+        let streams = hot.map_or_else(
+            || format!("own, {PER_AGGREGATE} commands each"),
+            |h| format!("{h} shared"),
+        );
+        println!(
+            "| {writers} | {streams} | {} | {:.0} | {:.2} | {:.2} | {} | {floor:.0} | {:.2} |",
+            if cache { "yes" } else { "no" },
+            run.per_second,
+            ms(run.p50),
+            ms(run.p99),
+            run.conflicts,
+            run.per_second / floor
+        );
+    }
+
+    println!("\nten-event commands, beside 100-row INSERT transactions (events/s)\n");
+    println!(
+        "| writers | commands/s | events/s | p50 (ms) | p99 (ms) | floor, 100 rows per tx (rows/s) | events / floor |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for writers in [1, 16] {
+        let n = (100 * scale).max(writers * 5);
+        let run = commands(&store, writers, None, n, 10, false).await;
+        let floor = floor(&store, writers, n * 100, 100).await;
+        let events = run.per_second * 10.0;
+        println!(
+            "| {writers} | {:.0} | {events:.0} | {:.2} | {:.2} | {floor:.0} | {:.2} |",
+            run.per_second,
+            ms(run.p50),
+            ms(run.p99),
+            events / floor
+        );
+    }
+}
