@@ -12,39 +12,11 @@
 use std::time::Instant;
 
 use es_core::prelude::*;
-use serde::{Deserialize, Serialize};
 
-#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
-struct Deposited {
-    amount: u64,
-}
+#[path = "support/account.rs"]
+mod account;
 
-#[derive(Command, Serialize, Deserialize, Clone, Debug)]
-struct Deposit {
-    amount: u64,
-}
-
-#[derive(Debug)]
-struct Never;
-
-#[derive(Aggregate, Default)]
-#[aggregate(error = Never)]
-struct Account {
-    balance: u64,
-}
-
-#[aggregate_impl]
-impl Account {
-    #[command]
-    fn deposit(&self, cmd: Deposit) -> Result<Deposited, Never> {
-        Ok(Deposited { amount: cmd.amount })
-    }
-
-    #[apply]
-    fn deposited(&mut self, e: &Deposited) {
-        self.balance += e.amount;
-    }
-}
+use account::{Account, Deposit};
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_current_thread()
