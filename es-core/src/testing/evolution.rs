@@ -724,19 +724,21 @@ where
     );
 }
 
-/// After `forget`, the holder's name reads as `""` (its `Default`) everywhere: loads (and
-/// no snapshot holding it is used), the audit log, a running projection and one rebuilt
-/// from the start; the events themselves stay, and commands go on.
-pub async fn forgotten_personal_fields_read_as_default_and_everything_keeps_working<S>(store: S)
-where
-    S: EventStore + crate::projection::ContextStore<()> + Clone,
-{
-    let ledgers = Repository::<Ledger, _>::new(store.clone());
+/// A new ledger whose holder (a fresh subject) is named `owner`, then two deposits (its
+/// third command takes a snapshot): its id and the holder.
+///
+/// # Panics
+///
+/// When a command fails.
+pub async fn named_ledger<S: EventStore>(
+    ledgers: &Repository<Ledger, S>,
+    owner: &str,
+) -> (Uuid, String) {
     let id = Uuid::now_v7();
     let holder = format!("holder-{}", Uuid::now_v7());
     let name = Name {
         holder: holder.clone(),
-        owner: "Ada Lovelace".into(),
+        owner: owner.into(),
     };
     ledgers.execute(&id, name).await.expect("named");
     for cents in 1..=2 {
@@ -745,6 +747,18 @@ where
             .await
             .expect("deposit");
     }
+    (id, holder)
+}
+
+/// After `forget`, the holder's name reads as `""` (its `Default`) everywhere: loads (and
+/// no snapshot holding it is used), the audit log, a running projection and one rebuilt
+/// from the start; the events themselves stay, and commands go on.
+pub async fn forgotten_personal_fields_read_as_default_and_everything_keeps_working<S>(store: S)
+where
+    S: EventStore + crate::projection::ContextStore<()> + Clone,
+{
+    let ledgers = Repository::<Ledger, _>::new(store.clone());
+    let (id, holder) = named_ledger(&ledgers, "Ada Lovelace").await;
     // Another holder's name in another ledger stays readable.
     let other = Uuid::now_v7();
     let other_name = Name {

@@ -2,7 +2,7 @@
 //! table in the clear; after `forget` its key row and the snapshots of its streams are gone,
 //! and the aggregate still loads (the name as its `Default`).
 
-use es_core::testing::evolution::{Deposit, Ledger, Name};
+use es_core::testing::evolution::{Deposit, Ledger, named_ledger};
 use es_core::{EventStore, Repository};
 use sqlx::Row;
 use uuid::Uuid;
@@ -14,19 +14,7 @@ async fn a_personal_field_is_never_stored_in_the_clear_and_forget_deletes_its_ke
     let store = support::store().await;
     let schema = store.schema().to_owned();
     let ledgers = Repository::<Ledger, _>::new(store.clone());
-    let id = Uuid::now_v7();
-    let holder = format!("holder-{}", Uuid::now_v7());
-    let name = Name {
-        holder: holder.clone(),
-        owner: "Ada Lovelace".into(),
-    };
-    ledgers.execute(&id, name).await.expect("named");
-    for cents in 1..=2 {
-        ledgers
-            .execute(&id, Deposit { cents })
-            .await
-            .expect("deposit");
-    }
+    let (id, holder) = named_ledger(&ledgers, "Ada Lovelace").await;
     let count = |sql: String| {
         let store = store.clone();
         let holder = holder.clone();
