@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::Inner;
 use crate::error::{backend, unique_violation};
+use crate::group::Outcome;
 use crate::personal;
 use crate::pinned::pinned;
 use crate::read::decode_row;
@@ -100,12 +101,12 @@ fn json_text(value: &serde_json::Value) -> Result<String, serde_json::Error> {
 }
 
 /// The events as the five arrays the statement unnests.
-struct Columns {
-    event_types: Vec<String>,
-    schema_versions: Vec<i32>,
-    payloads: Vec<String>,
-    metadata: Vec<String>,
-    event_ids: Vec<Uuid>,
+pub(crate) struct Columns {
+    pub(crate) event_types: Vec<String>,
+    pub(crate) schema_versions: Vec<i32>,
+    pub(crate) payloads: Vec<String>,
+    pub(crate) metadata: Vec<String>,
+    pub(crate) event_ids: Vec<Uuid>,
 }
 
 fn columns(
@@ -184,6 +185,9 @@ pub(crate) async fn append(
             Ok(appended)
         }
         None if inner.inline.is_empty() => {
+            if let Some(result) = grouped(inner, stream, expected, &events).await {
+                return result;
+            }
             let mut conn = inner.pool.acquire().await.map_err(backend)?;
             let result = append_on(inner, &mut conn, false, true, stream, expected, &events).await;
             let result = result.map(|(appended, _)| appended);
@@ -215,6 +219,76 @@ pub(crate) async fn append(
                 }
             }
         }
+    }
+}
+
+/// The append through the store's group commit, when it has one and the append can go
+/// there; `None`: it runs on its own. Not there: empty appends (nothing to write, only a
+/// check), appends that seal personal fields (their keys are made first, on the append's
+/// connection), and expected versions no stream can reach.
+async fn grouped(
+    inner: &Inner,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Option<Result<Appended, StoreError>> {
+    let group = inner.group.as_ref()?;
+    let personal =
+        |e: &NewEvent| !es_core::store::personal::subjects_to_seal(&e.payload).is_empty();
+    if events.is_empty() || events.iter().any(personal) {
+        return None;
+    }
+    let expected_version = match expected {
+        ExpectedVersion::Any => None,
+        ExpectedVersion::NoStream => Some(0),
+        ExpectedVersion::Exact(n) => Some(i64::try_from(n).ok()?),
+    };
+    let cols = match columns(stream, events, None) {
+        Ok(cols) => cols,
+        Err(e) => return Some(Err(e)),
+    };
+    let committer = || crate::group::Committer {
+        pool: inner.pool.clone(),
+        sql: inner.sql.append_group.clone(),
+        pooled: inner.settings.pooled,
+        wake: std::sync::Arc::clone(&inner.wake),
+    };
+    let outcome = group
+        .append(
+            committer,
+            stream.category(),
+            stream.id(),
+            expected_version,
+            cols,
+        )
+        .await;
+    match outcome {
+        Outcome::Landed(appended) => Some(Ok(appended)),
+        Outcome::Alone => None,
+        // As for a lone append: a retry of an append that already landed gets its original
+        // outcome; anything else is the conflict, with the version the statement saw.
+        Outcome::Refused(seen) => Some(
+            async {
+                let mut conn = inner.pool.acquire().await.map_err(backend)?;
+                let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+                let stored = stored_records(&mut conn, inner, &ids, true).await?;
+                if stored.contains_key(&events[0].event_id) {
+                    let records: Vec<Option<&RecordedEvent>> =
+                        events.iter().map(|e| stored.get(&e.event_id)).collect();
+                    return replayed_append(stream, expected, events, &records).ok_or(
+                        StoreError::DuplicateEventId {
+                            event_id: events[0].event_id,
+                        },
+                    );
+                }
+                Err(StoreError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual: seen,
+                })
+            }
+            .await,
+        ),
     }
 }
 

@@ -78,6 +78,7 @@
 
 mod append;
 mod error;
+mod group;
 mod listeners;
 mod personal;
 mod pinned;
@@ -98,6 +99,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
 pub use error::PostgresError;
+pub use group::GroupCommit;
 pub use listeners::ListenerTx;
 pub use read::{Holder, Horizon, Lag};
 /// The pool type [`PostgresStore::new`] takes (re-exported so callers need not name sqlx).
@@ -124,6 +126,8 @@ struct Settings {
     /// Behind a transaction-pooling proxy: each statement in a transaction of its own, none
     /// prepared by name, no `LISTEN` and no `NOTIFY` (see `pinned`).
     pooled: bool,
+    /// Group commit, when opted in.
+    group: Option<GroupCommit>,
 }
 
 const DEFAULTS: Settings = Settings {
@@ -132,6 +136,7 @@ const DEFAULTS: Settings = Settings {
     poll: Duration::from_millis(500),
     listen: true,
     pooled: false,
+    group: None,
 };
 
 /// An event store in PostgreSQL. Cheap to clone (it shares the pool).
@@ -149,6 +154,8 @@ struct Inner {
     inline: Vec<Arc<dyn listeners::InlineProjection>>,
     /// Shared by the copies `with_batch_size` and friends make: same schema, same wake-ups.
     wake: Arc<wake::Wake>,
+    /// The group committer (each copy its own: a copy may differ in its settings).
+    group: Option<group::Group>,
 }
 
 impl PostgresStore {
@@ -185,6 +192,7 @@ impl PostgresStore {
                 settings,
                 inline: Vec::new(),
                 wake,
+                group: settings.group.map(group::Group::new),
             }),
         }
     }
@@ -201,6 +209,7 @@ impl PostgresStore {
                 settings,
                 inline: i.inline.clone(),
                 wake: Arc::clone(&i.wake),
+                group: settings.group.map(group::Group::new),
             }),
         }
     }
@@ -286,6 +295,33 @@ impl PostgresStore {
             s.pooled = pooled;
             s.listen = s.listen && !pooled;
         })
+    }
+
+    /// The same store with group commit: appends that arrive together (from any task of this
+    /// process) go to PostgreSQL in one statement and one transaction, so many writers share
+    /// a commit instead of each waiting for its own. Each append keeps its own expected
+    /// version: one that does not hold fails alone with its `Conflict`, and the others land.
+    /// No caller hears of success before the commit. A lone writer's append goes at once
+    /// (nothing waits for company); under load, the appends that arrive while one batch
+    /// commits form the next, bounded by [`GroupCommit::max_batch`].
+    ///
+    /// Appends with inline projections, inside your transaction ([`PostgresStore::append_in`]),
+    /// or across streams (`append_all`) keep their own transaction, as do empty appends and
+    /// appends sealing personal fields. When a batch fails as a whole (a writer outside it
+    /// took a version first, an event id already stored, a lost connection), each of its
+    /// appends runs on its own, with the same outcome it would have had alone.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use es_postgres::{GroupCommit, PostgresStore};
+    /// let store = PostgresStore::connect("postgres://postgres@127.0.0.1/test")
+    ///     .await?
+    ///     .with_group_commit(GroupCommit::new().max_batch(128));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_group_commit(self, config: GroupCommit) -> Self {
+        self.with(|s| s.group = Some(config))
     }
 
     /// Drops a version of a read model kept in tables (its schema and everything in it),

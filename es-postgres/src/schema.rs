@@ -49,6 +49,7 @@ pub(crate) struct Statements {
     pub(crate) schema: String,
     pub(crate) channel: String,
     pub(crate) append: SqlStr,
+    pub(crate) append_group: SqlStr,
     pub(crate) stream_version: SqlStr,
     pub(crate) read_stream: SqlStr,
     pub(crate) read_all: SqlStr,
@@ -120,6 +121,35 @@ impl Statements {
                  SELECT i.position, i.transaction_id::text AS transaction_xid, i.version, i.recorded_at, \
                         c.version AS current_version, c.in_order \
                  FROM current c LEFT JOIN inserted i ON true"
+            )),
+            // Group commit: several appends in one statement. Per append ($1-$4): its index
+            // in the batch, its stream (one append per stream per batch) and its expected
+            // version (NULL: any), with the stream's current version, read once (a CTE used
+            // twice is computed once). Per event ($5-$11): its append's index, its place in
+            // that append, and its columns. Each append's events go in only where its own
+            // expected version holds; one row per inserted event comes back, and one with
+            // NULL columns for an append that was refused, with the version it saw.
+            append_group: sql(format!(
+                "WITH req AS ( \
+                   SELECT r.a, r.category, r.stream_id, r.expected, \
+                          coalesce((SELECT e.version FROM {events} e \
+                                    WHERE e.category = r.category AND e.stream_id = r.stream_id \
+                                    ORDER BY e.version DESC LIMIT 1), 0) AS current \
+                   FROM UNNEST($1::int4[], $2::text[], $3::text[], $4::int8[]) AS r(a, category, stream_id, expected)), \
+                 inserted AS ( \
+                   INSERT INTO {events} \
+                       (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
+                   SELECT req.category, req.stream_id, req.current + new.place, new.event_type, \
+                          new.schema_version, new.payload::jsonb, new.metadata::jsonb, new.event_id \
+                   FROM UNNEST($5::int4[], $6::int8[], $7::text[], $8::int4[], $9::text[], $10::text[], $11::uuid[]) \
+                            WITH ORDINALITY AS new(a, place, event_type, schema_version, payload, metadata, event_id, ord) \
+                   JOIN req ON req.a = new.a \
+                   WHERE req.expected IS NULL OR req.current = req.expected \
+                   ORDER BY new.ord \
+                   RETURNING position, transaction_id, category, stream_id, version, recorded_at) \
+                 SELECT req.a, req.current, i.position, i.transaction_id::text AS transaction_xid, \
+                        i.version, i.recorded_at \
+                 FROM req LEFT JOIN inserted i ON i.category = req.category AND i.stream_id = req.stream_id"
             )),
             stream_version: sql(format!(
                 "SELECT coalesce(max(version), 0) FROM {events} WHERE category = $1 AND stream_id = $2"

@@ -10,6 +10,7 @@ mod cache;
 mod caused;
 mod concurrency;
 mod erasure;
+mod group;
 mod inline;
 mod late_commit;
 mod listeners;
@@ -18,6 +19,13 @@ mod wake;
 
 mod conformance {
     es_core::conformance_tests!(async || crate::support::store().await);
+}
+
+/// The whole suite again with group commit: every append that can be grouped is.
+mod conformance_grouped {
+    es_core::conformance_tests!(async || crate::support::store()
+        .await
+        .with_group_commit(es_postgres::GroupCommit::new()));
 }
 
 mod listener_suite {

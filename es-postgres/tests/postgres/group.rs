@@ -1,0 +1,372 @@
+//! Group commit (`with_group_commit`): 64 writers with mixed expectations and forced
+//! conflicts, a conflict failing alone inside a batch, two appends to one stream arriving
+//! together, and a batch racing a writer outside it.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use es_core::{
+    EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError, StreamId,
+};
+use es_postgres::{GroupCommit, PostgresStore};
+use futures::{Stream, StreamExt, TryStreamExt};
+use uuid::Uuid;
+
+use crate::support;
+
+const WRITERS: usize = 64;
+const STREAMS: usize = 24;
+const APPENDS: usize = 1_500;
+
+fn event(n: usize) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "Grouped".into(),
+        schema_version: 1,
+        payload: serde_json::json!({ "n": n }),
+        metadata: Metadata::default(),
+    }
+}
+
+/// Every record of these streams (read stream by stream: the global log's horizon may be
+/// held back by another test's open transaction).
+async fn stored(store: &PostgresStore, streams: &[StreamId]) -> Vec<RecordedEvent> {
+    let mut all = Vec::new();
+    for stream in streams {
+        let records: Vec<RecordedEvent> = store
+            .read_stream(stream, 1)
+            .try_collect()
+            .await
+            .expect("read a stream");
+        all.extend(records);
+    }
+    all
+}
+
+/// Follows the log until it has seen `n` events of `category`.
+async fn follow(
+    mut sub: impl Stream<Item = Result<RecordedEvent, StoreError>> + Unpin,
+    category: String,
+    n: usize,
+) -> Vec<RecordedEvent> {
+    let mut seen = Vec::with_capacity(n);
+    while seen.len() < n {
+        let record = tokio::time::timeout(Duration::from_secs(120), sub.next())
+            .await
+            .expect("the subscriber made progress within 120 s")
+            .expect("the subscription goes on")
+            .expect("no error");
+        if record.stream.category() == category {
+            seen.push(record);
+        }
+    }
+    seen
+}
+
+/// Each id once, the ids those accepted, and each stream's versions 1, 2, 3... in order.
+fn check(seen: &[RecordedEvent], accepted: &HashSet<Uuid>, who: &str) {
+    let ids: HashSet<Uuid> = seen.iter().map(|r| r.event_id).collect();
+    assert_eq!(ids.len(), seen.len(), "{who}: an event twice");
+    assert_eq!(&ids, accepted, "{who}: exactly the accepted events");
+    let mut next: HashMap<&StreamId, u64> = HashMap::new();
+    for r in seen {
+        let expected = next.entry(&r.stream).or_insert(1);
+        assert_eq!(r.version, *expected, "{who}: {} out of order", r.stream);
+        *expected += 1;
+    }
+}
+
+/// 64 writers on 24 shared streams: a third append with `Any`, a third with the version
+/// they read (retrying conflicts), a third with a version the stream cannot be at (a forced
+/// conflict). Every accepted event is stored once; every forced conflict is a `Conflict`
+/// naming its own stream and expectation, and writes nothing; two live subscribers see every
+/// accepted event once, in each stream's order; and appends shared transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_writers_mixed_expectations_and_forced_conflicts() {
+    let store = support::store_with(WRITERS as u32 + 8)
+        .await
+        .with_group_commit(GroupCommit::new());
+    let category = format!("group{}", Uuid::now_v7().simple());
+    let streams: Arc<Vec<StreamId>> = Arc::new(
+        (0..STREAMS)
+            .map(|i| StreamId::new(category.clone(), i.to_string()))
+            .collect(),
+    );
+    let next = Arc::new(AtomicUsize::new(0));
+    let accepted_count = APPENDS - APPENDS / 3;
+    // Two events per accepted append.
+    let subscribers: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(follow(
+                store.subscribe(None),
+                category.clone(),
+                accepted_count * 2,
+            ))
+        })
+        .collect();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, streams, next) = (store.clone(), Arc::clone(&streams), Arc::clone(&next));
+            tokio::spawn(async move {
+                let (mut accepted, mut refused, mut retried) = (Vec::new(), Vec::new(), 0);
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= APPENDS {
+                        return (accepted, refused, retried);
+                    }
+                    let stream = &streams[(n * 7 + w) % streams.len()];
+                    let events = vec![event(n), event(n)];
+                    let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+                    match n % 3 {
+                        0 => {
+                            store
+                                .append(stream, ExpectedVersion::Any, events)
+                                .await
+                                .expect("Any lands");
+                            accepted.extend(ids);
+                        }
+                        1 => loop {
+                            let v = store.stream_version(stream).await.expect("version");
+                            match store
+                                .append(stream, ExpectedVersion::Exact(v), events.clone())
+                                .await
+                            {
+                                Ok(a) => {
+                                    assert_eq!(a.version, v + 2, "landed right after {v}");
+                                    accepted.extend(ids);
+                                    break;
+                                }
+                                Err(StoreError::Conflict {
+                                    stream: s,
+                                    expected,
+                                    actual,
+                                }) => {
+                                    assert_eq!((&s, expected), (stream, ExpectedVersion::Exact(v)));
+                                    assert_ne!(actual, v);
+                                    retried += 1;
+                                }
+                                Err(e) => panic!("append failed: {e}"),
+                            }
+                        },
+                        _ => {
+                            // No stream gets this long in this test.
+                            let wrong = ExpectedVersion::Exact(1_000_000 + n as u64);
+                            match store.append(stream, wrong, events).await {
+                                Err(StoreError::Conflict {
+                                    stream: s,
+                                    expected,
+                                    actual,
+                                }) => {
+                                    assert_eq!((&s, expected), (stream, wrong));
+                                    assert!(actual < 1_000_000, "the version it saw: {actual}");
+                                }
+                                other => panic!("a forced conflict, got {other:?}"),
+                            }
+                            refused.extend(ids);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let (mut accepted, mut refused, mut retried) = (HashSet::new(), HashSet::new(), 0);
+    for w in writers {
+        let (a, r, n) = w.await.expect("writer");
+        accepted.extend(a);
+        refused.extend(r);
+        retried += n;
+    }
+    assert_eq!(accepted.len(), accepted_count * 2);
+    assert_eq!(refused.len(), (APPENDS / 3) * 2);
+
+    let log = stored(&store, &streams).await;
+    check(&log, &accepted, "the stored log");
+    assert!(
+        log.iter().all(|r| !refused.contains(&r.event_id)),
+        "a refused append wrote nothing"
+    );
+    for (i, s) in subscribers.into_iter().enumerate() {
+        check(
+            &s.await.expect("subscriber"),
+            &accepted,
+            &format!("subscriber {i}"),
+        );
+    }
+    // Appends shared transactions: each transaction id is a commit.
+    let transactions: HashSet<u64> = log.iter().map(|r| r.position.major()).collect();
+    let appends = accepted.len() / 2;
+    assert!(
+        transactions.len() < appends,
+        "{appends} appends in {} transactions",
+        transactions.len()
+    );
+    support::report(&format!(
+        "group commit: {appends} appends in {} transactions; {retried} exact-version conflicts retried",
+        transactions.len()
+    ));
+}
+
+/// Ten appends that arrive together go in one transaction; the one whose expected version
+/// does not hold fails alone with its conflict, and the other nine land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_in_a_batch_fails_alone() {
+    // It holds a transaction open: not while a test asserts who holds the horizon.
+    let _alone = support::exclusive().await;
+    let store = support::store_with(16)
+        .await
+        .with_group_commit(GroupCommit::new());
+    let category = format!("alone{}", Uuid::now_v7().simple());
+    let streams: Vec<StreamId> = (0..10)
+        .map(|i| StreamId::new(category.clone(), i.to_string()))
+        .collect();
+    store
+        .append(&streams[3], ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .expect("stream 3 at version 1");
+    // The committer is held on a batch that waits for a writer outside it (the version it
+    // takes is locked by an open transaction), so the ten arrive together behind it.
+    let blocker = StreamId::new(category.clone(), "blocker");
+    let mut tx = store.pool().begin().await.expect("begin");
+    store
+        .append_in(&mut tx, &blocker, ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .expect("outside append");
+    let held = tokio::spawn({
+        let (store, blocker) = (store.clone(), blocker.clone());
+        async move {
+            store
+                .append(&blocker, ExpectedVersion::Any, vec![event(0)])
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let tasks: Vec<_> = streams
+        .iter()
+        .map(|s| {
+            let (store, s) = (store.clone(), s.clone());
+            tokio::spawn(async move {
+                store
+                    .append(&s, ExpectedVersion::NoStream, vec![event(1), event(2)])
+                    .await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.expect("commit");
+    assert_eq!(held.await.expect("task").expect("lands").version, 2);
+    let mut transactions = HashSet::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.expect("append") {
+            Ok(a) if i != 3 => {
+                assert_eq!(a.version, 2);
+                transactions.extend(a.positions.iter().map(|p| p.major()));
+            }
+            Err(StoreError::Conflict {
+                stream,
+                expected,
+                actual,
+            }) if i == 3 => {
+                assert_eq!(stream, streams[3]);
+                assert_eq!(expected, ExpectedVersion::NoStream);
+                assert_eq!(actual, 1);
+            }
+            other => panic!("append {i}: {other:?}"),
+        }
+    }
+    assert_eq!(transactions.len(), 1, "the nine landed in one transaction");
+    let log = stored(&store, &[&streams[..], &[blocker]].concat()).await;
+    assert_eq!(log.len(), 1 + 2 + 9 * 2);
+    assert_eq!(
+        log.iter().filter(|r| r.stream == streams[3]).count(),
+        1,
+        "the refused append wrote nothing"
+    );
+}
+
+/// Appends to one stream that arrive together go in successive batches, in order: each
+/// lands on the version the one before left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_to_one_stream_together_land_one_after_another() {
+    let store = support::store_with(16)
+        .await
+        .with_group_commit(GroupCommit::new().max_wait(Duration::from_millis(200)));
+    let stream = StreamId::new(format!("same{}", Uuid::now_v7().simple()), "1");
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let (store, stream) = (store.clone(), stream.clone());
+            tokio::spawn(async move {
+                store
+                    .append(&stream, ExpectedVersion::Any, vec![event(n), event(n)])
+                    .await
+                    .expect("Any lands")
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for t in tasks {
+        versions.push(t.await.expect("append").version);
+    }
+    versions.sort_unstable();
+    assert_eq!(versions, [2, 4, 6, 8, 10, 12, 14, 16]);
+    let records: Vec<RecordedEvent> = store
+        .read_stream(&stream, 1)
+        .try_collect()
+        .await
+        .expect("read");
+    let pairs: Vec<u64> = records.iter().map(|r| r.version).collect();
+    assert_eq!(pairs, (1..=16).collect::<Vec<u64>>());
+    // Each append's two events are next to each other.
+    for pair in records.chunks(2) {
+        assert_eq!(pair[0].payload, pair[1].payload);
+    }
+}
+
+/// A writer outside the batch (a transaction of its own) holds the next version of a stream
+/// the batch appends to with `Any`: once it commits, the batch goes again and lands after it,
+/// and an exact append in the same batch lands too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_racing_an_outside_writer_lands_after_it() {
+    // It holds a transaction open: not while a test asserts who holds the horizon.
+    let _alone = support::exclusive().await;
+    let store = support::store_with(16)
+        .await
+        .with_group_commit(GroupCommit::new().max_wait(Duration::from_millis(200)));
+    let category = format!("race{}", Uuid::now_v7().simple());
+    let (hot, other) = (
+        StreamId::new(category.clone(), "hot"),
+        StreamId::new(category.clone(), "other"),
+    );
+    let mut tx = store.pool().begin().await.expect("begin");
+    store
+        .append_in(&mut tx, &hot, ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .expect("outside append");
+    let any = tokio::spawn({
+        let (store, hot) = (store.clone(), hot.clone());
+        async move {
+            store
+                .append(&hot, ExpectedVersion::Any, vec![event(1)])
+                .await
+        }
+    });
+    let exact = tokio::spawn({
+        let (store, other) = (store.clone(), other.clone());
+        async move {
+            store
+                .append(&other, ExpectedVersion::NoStream, vec![event(2)])
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    tx.commit().await.expect("commit");
+    let any = any
+        .await
+        .expect("task")
+        .expect("Any lands after the outside writer");
+    assert_eq!(any.version, 2);
+    let exact = exact.await.expect("task").expect("the exact append lands");
+    assert_eq!(exact.version, 1);
+    assert_eq!(stored(&store, &[hot, other]).await.len(), 3);
+}
