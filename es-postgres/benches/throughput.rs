@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use es_core::prelude::*;
 use es_core::testing::Instrumented;
-use es_postgres::PostgresStore;
+use es_core::{EventStore, NewEvent};
+use es_postgres::{GroupCommit, PostgresStore};
 use serde::{Deserialize, Serialize};
 
 #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -139,6 +140,53 @@ async fn commands(
     }
 }
 
+/// Appends straight to the store: `writers` tasks, each on a stream of its own with the
+/// exact version it knows (no load, no conflict), `appends` one-event appends in all.
+/// Events per second and latencies.
+async fn appends(store: &PostgresStore, writers: usize, appends: usize) -> Run {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|_| {
+            let (store, next) = (store.clone(), Arc::clone(&next));
+            tokio::spawn(async move {
+                let stream = StreamId::new("bench_append", uuid::Uuid::now_v7().to_string());
+                let mut latencies = Vec::new();
+                let mut version = 0;
+                while next.fetch_add(1, Ordering::Relaxed) < appends {
+                    let event = NewEvent {
+                        event_id: uuid::Uuid::now_v7(),
+                        event_type: "BenchDeposited".into(),
+                        schema_version: 1,
+                        payload: serde_json::json!({ "amount": version }),
+                        metadata: Metadata::default(),
+                    };
+                    let t = Instant::now();
+                    version = store
+                        .append(&stream, ExpectedVersion::Exact(version), vec![event])
+                        .await
+                        .expect("append")
+                        .version;
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(appends);
+    for t in tasks {
+        latencies.extend(t.await.expect("writer"));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Run {
+        per_second: appends as f64 / seconds,
+        p50: percentile(&latencies, 0.5),
+        p99: percentile(&latencies, 0.99),
+        conflicts: 0,
+    }
+}
+
 /// The floor: `writers` tasks insert `rows` rows in all, `per` rows per transaction (one
 /// prepared statement), into a table of the event's width. Rows per second.
 async fn floor(store: &PostgresStore, writers: usize, rows: usize, per: usize) -> f64 {
@@ -191,34 +239,44 @@ async fn main() {
     let _ = commands(&store, 16, None, 320, 1, false).await;
     let _ = floor(&store, 16, 320, 1).await;
 
+    let grouped = store.clone().with_group_commit(GroupCommit::new());
     println!(
         "one-event commands through the Repository on PostgreSQL, beside one-row INSERT transactions\n"
     );
     println!(
-        "| writers | streams | cache | commands/s | p50 (ms) | p99 (ms) | conflicts | floor (rows/s) | commands / floor |"
+        "| writers | streams | cache | group commit | commands/s | p50 (ms) | p99 (ms) | conflicts | floor (rows/s) | commands / floor |"
     );
-    println!("|---:|---|---|---:|---:|---:|---:|---:|---:|");
-    for (writers, hot, cache) in [
-        (1, None, false),
-        (4, None, false),
-        (16, None, false),
-        (64, None, false),
-        (64, Some(8), false),
-        (1, None, true),
-        (16, None, true),
-        (64, None, true),
-        (64, Some(8), true),
+    println!("|---:|---|---|---|---:|---:|---:|---:|---:|---:|");
+    for (writers, hot, cache, group) in [
+        (1, None, false, false),
+        (4, None, false, false),
+        (16, None, false, false),
+        (64, None, false, false),
+        (64, Some(8), false, false),
+        (1, None, true, false),
+        (16, None, true, false),
+        (64, None, true, false),
+        (64, Some(8), true, false),
+        (1, None, true, true),
+        (16, None, false, true),
+        (16, None, true, true),
+        (64, None, false, true),
+        (64, None, true, true),
+        (64, Some(8), true, true),
     ] {
         let n = (400 * scale).max(writers * 10);
-        let run = commands(&store, writers, hot, n, 1, cache).await;
+        let on = if group { &grouped } else { &store };
+        let run = commands(on, writers, hot, n, 1, cache).await;
         let floor = floor(&store, writers, n, 1).await;
         let streams = hot.map_or_else(
             || format!("own, {PER_AGGREGATE} commands each"),
             |h| format!("{h} shared"),
         );
+        let yes = |b: bool| if b { "yes" } else { "no" };
         println!(
-            "| {writers} | {streams} | {} | {:.0} | {:.2} | {:.2} | {} | {floor:.0} | {:.2} |",
-            if cache { "yes" } else { "no" },
+            "| {writers} | {streams} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {floor:.0} | {:.2} |",
+            yes(cache),
+            yes(group),
             run.per_second,
             ms(run.p50),
             ms(run.p99),
@@ -245,4 +303,34 @@ async fn main() {
             events / floor
         );
     }
+
+    println!(
+        "\none-event appends straight to the store (each writer its own stream, exact versions): \
+         one transaction per append, and group commit, beside one-row INSERT transactions (events/s)\n"
+    );
+    println!(
+        "| writers | one tx per append | p99 (ms) | group commit | p99 (ms) | group / one | floor (rows/s) | one / floor | group / floor |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut speedup = 0.0;
+    for writers in [1, 4, 16, 64] {
+        let n = (1_000 * scale).max(writers * 20);
+        let one = appends(&store, writers, n).await;
+        let group = appends(&grouped, writers, n).await;
+        let floor = floor(&store, writers, n, 1).await;
+        let ratio = group.per_second / one.per_second;
+        println!(
+            "| {writers} | {:.0} | {:.2} | {:.0} | {:.2} | {ratio:.2} | {floor:.0} | {:.2} | {:.2} |",
+            one.per_second,
+            ms(one.p99),
+            group.per_second,
+            ms(group.p99),
+            one.per_second / floor,
+            group.per_second / floor,
+        );
+        if writers == 64 {
+            speedup = ratio;
+        }
+    }
+    println!("\ngroup-commit speedup at 64 writers: {speedup:.2}");
 }

@@ -247,24 +247,29 @@ async fn grouped(
         Ok(cols) => cols,
         Err(e) => return Some(Err(e)),
     };
-    let committer = || crate::group::Committer {
-        pool: inner.pool.clone(),
-        sql: inner.sql.append_group.clone(),
-        pooled: inner.settings.pooled,
-        wake: std::sync::Arc::clone(&inner.wake),
+    let alone = async || {
+        let mut conn = inner.pool.acquire().await.map_err(backend)?;
+        let result = append_on(inner, &mut conn, false, true, stream, expected, events).await;
+        let result = result.map(|(appended, _)| appended);
+        if result.as_ref().is_ok_and(|a| !a.positions.is_empty()) {
+            inner.wake.appended(!inner.settings.pooled);
+        }
+        result
     };
     let outcome = group
         .append(
-            committer,
+            inner,
             stream.category(),
             stream.id(),
             expected_version,
             cols,
+            alone,
         )
         .await;
     match outcome {
         Outcome::Landed(appended) => Some(Ok(appended)),
-        Outcome::Alone => None,
+        Outcome::Ran(result) => Some(result),
+        Outcome::Alone | Outcome::Lead => None,
         // As for a lone append: a retry of an append that already landed gets its original
         // outcome; anything else is the conflict, with the version the statement saw.
         Outcome::Refused(seen) => Some(

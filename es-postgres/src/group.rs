@@ -2,43 +2,48 @@
 //! appends that arrive together go to PostgreSQL in one statement, one transaction and one
 //! commit, and each caller learns its own outcome.
 //!
-//! One committer task per store takes the appends waiting for it, at most one per stream
-//! (a second append to a stream waits for the next batch, keeping their order), and sends
-//! them as one `INSERT ... SELECT`: a list of (append, stream, expected version), each with
-//! the stream's current version, joined to the `UNNEST`ed events, and each append's rows kept
-//! only where its own expected version holds. The statement runs on its own (autocommit), so
-//! its answer comes after the commit: nobody hears of success before it. While one batch
-//! commits, the next gathers; with nothing else in flight the committer sends at once.
+//! Appends queue up; one caller at a time leads. The leader takes the waiting appends, at
+//! most one per stream (a second append to a stream waits for the next batch, keeping their
+//! order), and sends them as one `INSERT ... SELECT`: a list of (append, stream, expected
+//! version), each with the stream's current version, joined to the `UNNEST`ed events, and
+//! each append's rows kept only where its own expected version holds. The statement runs on
+//! its own (autocommit), so its answer comes after the commit: nobody hears of success
+//! before it. The leader answers every append of its batch, then hands the lead to the
+//! first append still waiting (which arrived while the batch committed): no task of its
+//! own, no hand-over between tasks on the way to the database. A leader alone in its batch
+//! runs as a lone append: with nothing else in flight, nothing waits and nothing changes.
 //!
 //! An append refused by its expected version fails alone (the caller looks whether it is a
 //! retry of an append that already landed, as a lone append does); the rest land. When the
 //! statement fails as a whole (a writer outside the batch took a version first, an event id
 //! already stored, a lost connection), it is sent once more, then every append of the batch
 //! runs on its own, each with the lone append's checks and outcome: an append whose batch
-//! committed before the connection broke finds its events stored and gets its outcome.
+//! committed before the connection broke finds its events stored and gets its outcome. A
+//! leader whose caller gives up (its future dropped) hands the lead on all the same, and the
+//! appends of its batch run on their own.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use es_core::{Appended, Position};
+use es_core::{Appended, Position, StoreError};
+use sqlx::Row;
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row, SqlStr};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc};
 use uuid::Uuid;
 
+use crate::Inner;
 use crate::append::Columns;
 use crate::error::unique_violation;
 use crate::pinned::pinned;
-use crate::wake::Wake;
 
 /// How a store batches appends: opt in with
 /// [`PostgresStore::with_group_commit`](crate::PostgresStore::with_group_commit).
 ///
 /// `max_batch` bounds the appends one statement carries (and so the rows it returns);
-/// `max_wait` bounds how long the committer waits for more appends when others are on their
+/// `max_wait` bounds how long a batch's leader waits for more appends when others are on their
 /// way (only then: a lone writer never waits). The defaults, 256 appends and no wait, batch
 /// what arrives while the previous batch commits, which is where the gain is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +51,7 @@ use crate::wake::Wake;
 pub struct GroupCommit {
     /// The most appends one statement carries (at least 1).
     pub max_batch: usize,
-    /// The longest the committer waits to fill a batch while other appends are in flight.
+    /// The longest a leader waits to fill a batch while other appends are in flight.
     pub max_wait: Duration,
 }
 
@@ -94,36 +99,39 @@ pub(crate) enum Outcome {
     Landed(Appended),
     /// Its expected version did not hold: the stream was at this version. Nothing written.
     Refused(u64),
-    /// The batch failed as a whole: run the append on its own.
+    /// Run the append on its own: it was alone in its batch, or the batch failed as a whole.
     Alone,
+    /// Lead the next batch (the append still waits for its outcome).
+    Lead,
+    /// It led a batch of itself alone, and ran as a lone append holding the lead.
+    Ran(Result<Appended, StoreError>),
 }
 
-/// One append waiting for the committer.
+/// One append waiting for a batch.
 pub(crate) struct Request {
     pub(crate) category: String,
     pub(crate) stream_id: String,
     /// `None`: any version.
     pub(crate) expected: Option<i64>,
     pub(crate) columns: Columns,
-    reply: oneshot::Sender<Outcome>,
+    /// The lead, then the outcome.
+    reply: mpsc::UnboundedSender<Outcome>,
 }
 
-/// What the committer needs from its store (never the store itself: the committer must end
-/// when the store is dropped).
-pub(crate) struct Committer {
-    pub(crate) pool: PgPool,
-    pub(crate) sql: SqlStr,
-    pub(crate) pooled: bool,
-    pub(crate) wake: Arc<Wake>,
-}
-
-/// A store's group commit: the committer's queue, started on first use and again when its
-/// task is gone (the runtime it ran on shut down).
+/// A store's group commit: the appends waiting for a batch, and whether one leads.
 pub(crate) struct Group {
     config: GroupCommit,
-    queue: Mutex<Option<mpsc::UnboundedSender<Request>>>,
-    /// Appends handed to the group and not yet answered.
-    in_flight: Arc<AtomicUsize>,
+    state: Mutex<State>,
+    /// Appends in the group, waiting or in a batch.
+    in_flight: AtomicUsize,
+    /// Rung when an append joins the queue (for a leader waiting to fill its batch).
+    arrived: Notify,
+}
+
+#[derive(Default)]
+struct State {
+    waiting: VecDeque<Request>,
+    leading: bool,
 }
 
 impl std::fmt::Debug for Group {
@@ -134,26 +142,69 @@ impl std::fmt::Debug for Group {
     }
 }
 
+/// The lead, held while a batch is gathered and sent; dropping it hands the lead to the
+/// first append still waiting, or lays it down.
+struct Lead<'g>(&'g Group);
+
+impl Drop for Lead<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        loop {
+            match state.waiting.front() {
+                None => {
+                    state.leading = false;
+                    return;
+                }
+                Some(next) => {
+                    if next.reply.send(Outcome::Lead).is_ok() {
+                        return;
+                    }
+                    // Its caller is gone (and uncounted): nobody waits for it.
+                    state.waiting.pop_front();
+                }
+            }
+        }
+    }
+}
+
+/// Counts an append in the group until its caller has the outcome (or is gone).
+struct Counted<'g>(&'g Group);
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Group {
     pub(crate) fn new(config: GroupCommit) -> Self {
         Self {
             config,
-            queue: Mutex::new(None),
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            state: Mutex::new(State::default()),
+            in_flight: AtomicUsize::new(0),
+            arrived: Notify::new(),
         }
     }
 
-    /// Hands one append to the committer and waits for its outcome. `committer` starts the
-    /// task when none runs.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues one append and waits for its outcome, leading batches when its turn comes. A
+    /// leader whose batch is its own append alone runs it with `alone` (the lone append's
+    /// statement, cheaper than the batch's for one append) while it holds the lead.
     pub(crate) async fn append(
         &self,
-        committer: impl FnOnce() -> Committer,
+        inner: &Inner,
         category: &str,
         stream_id: &str,
         expected: Option<i64>,
         columns: Columns,
+        alone: impl AsyncFnOnce() -> Result<Appended, StoreError>,
     ) -> Outcome {
-        let (reply, outcome) = oneshot::channel();
+        let mut alone = Some(alone);
+        let (reply, mut outcome) = mpsc::unbounded_channel();
+        let own = reply.clone();
         let request = Request {
             category: category.to_owned(),
             stream_id: stream_id.to_owned(),
@@ -162,68 +213,64 @@ impl Group {
             reply,
         };
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let sent = {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-            let queue = match &*queue {
-                Some(q) if !q.is_closed() => q.clone(),
-                _ => {
-                    let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(run(
-                        committer(),
-                        self.config,
-                        rx,
-                        Arc::clone(&self.in_flight),
-                    ));
-                    *queue = Some(tx.clone());
-                    tx
-                }
-            };
-            queue.send(request)
+        let counted = Counted(self);
+        let mut lead = {
+            let mut state = self.lock();
+            state.waiting.push_back(request);
+            !std::mem::replace(&mut state.leading, true)
         };
-        match sent {
-            // Not counted by the committer any more: it answers no one.
-            Err(_) => {
-                self.in_flight.fetch_sub(1, Ordering::AcqRel);
-                Outcome::Alone
+        self.arrived.notify_one();
+        loop {
+            if lead {
+                let held = Lead(self);
+                self.gather().await;
+                let batch = {
+                    let mut state = self.lock();
+                    take_batch(&mut state.waiting, self.config.max_batch)
+                };
+                if let [only] = &batch[..]
+                    && only.reply.same_channel(&own)
+                    && let Some(alone) = alone.take()
+                {
+                    let result = alone().await;
+                    drop(held);
+                    drop(counted);
+                    return Outcome::Ran(result);
+                }
+                commit(inner, batch).await;
+                drop(held);
             }
-            // The committer went away (its runtime shut down) before answering.
-            Ok(()) => outcome.await.unwrap_or(Outcome::Alone),
+            match outcome.recv().await {
+                Some(Outcome::Lead) => lead = true,
+                Some(result) => {
+                    drop(counted);
+                    return result;
+                }
+                // Dropped unanswered: its batch's leader gave up.
+                None => return Outcome::Alone,
+            }
         }
     }
-}
 
-/// The committer: batch after batch, until the store is dropped.
-async fn run(
-    committer: Committer,
-    config: GroupCommit,
-    mut queue: mpsc::UnboundedReceiver<Request>,
-    in_flight: Arc<AtomicUsize>,
-) {
-    let mut waiting: VecDeque<Request> = VecDeque::new();
-    loop {
-        if waiting.is_empty() {
-            match queue.recv().await {
-                Some(request) => waiting.push_back(request),
-                None => return,
-            }
+    /// Waits up to `max_wait` for the appends in flight to join the queue, or for a full
+    /// batch; not at all when no append is on its way.
+    async fn gather(&self) {
+        let wait = self.config.max_wait;
+        if wait.is_zero() {
+            return;
         }
-        while let Ok(request) = queue.try_recv() {
-            waiting.push_back(request);
-        }
-        if !config.max_wait.is_zero() {
-            let deadline = tokio::time::Instant::now() + config.max_wait;
-            // Others are on their way when more appends are in flight than are waiting.
-            while waiting.len() < config.max_batch
-                && in_flight.load(Ordering::Acquire) > waiting.len()
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let arrived = self.arrived.notified();
+            let waiting = self.lock().waiting.len();
+            if waiting >= self.config.max_batch || self.in_flight.load(Ordering::Acquire) <= waiting
             {
-                match tokio::time::timeout_at(deadline, queue.recv()).await {
-                    Ok(Some(request)) => waiting.push_back(request),
-                    _ => break,
-                }
+                return;
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return;
             }
         }
-        let batch = take_batch(&mut waiting, config.max_batch);
-        commit(&committer, batch, &in_flight).await;
     }
 }
 
@@ -242,7 +289,8 @@ fn take_batch(waiting: &mut VecDeque<Request>, max_batch: usize) -> Vec<Request>
             later.extend(waiting.drain(..));
             break;
         }
-        if streams.insert((request.category.clone(), request.stream_id.clone())) {
+        let stream = (request.category.clone(), request.stream_id.clone());
+        if streams.insert(stream) {
             events += count;
             batch.push(request);
         } else {
@@ -270,32 +318,33 @@ struct Arrays {
     event_ids: Vec<Uuid>,
 }
 
-fn arrays(batch: &[Request]) -> Arrays {
+/// Moves the batch's columns into the arrays (the event ids stay: they count the events).
+fn arrays(batch: &mut [Request]) -> Arrays {
     let mut a = Arrays::default();
     for (i, request) in (0_i32..).zip(batch) {
         a.append.push(i);
         a.categories.push(request.category.clone());
         a.stream_ids.push(request.stream_id.clone());
         a.expected.push(request.expected);
-        let c = &request.columns;
+        let c = &mut request.columns;
         a.owner.extend(std::iter::repeat_n(i, c.event_ids.len()));
         a.place
             .extend(1..=i64::try_from(c.event_ids.len()).unwrap_or(i64::MAX));
-        a.event_types.extend_from_slice(&c.event_types);
-        a.schema_versions.extend_from_slice(&c.schema_versions);
-        a.payloads.extend_from_slice(&c.payloads);
-        a.metadata.extend_from_slice(&c.metadata);
+        a.event_types.append(&mut c.event_types);
+        a.schema_versions.append(&mut c.schema_versions);
+        a.payloads.append(&mut c.payloads);
+        a.metadata.append(&mut c.metadata);
         a.event_ids.extend_from_slice(&c.event_ids);
     }
     a
 }
 
 /// Sends one batch and answers each of its appends.
-async fn commit(committer: &Committer, batch: Vec<Request>, in_flight: &AtomicUsize) {
-    let arrays = arrays(&batch);
+async fn commit(inner: &Inner, mut batch: Vec<Request>) {
+    let arrays = arrays(&mut batch);
     let mut outcomes = None;
     for _ in 0..ATTEMPTS {
-        match send(committer, &arrays).await {
+        match send(inner, &arrays).await {
             Ok(rows) => {
                 outcomes = Some(outcomes_of(&batch, &rows));
                 break;
@@ -307,20 +356,19 @@ async fn commit(committer: &Committer, batch: Vec<Request>, in_flight: &AtomicUs
     }
     let outcomes = outcomes.unwrap_or_else(|| batch.iter().map(|_| Outcome::Alone).collect());
     if outcomes.iter().any(|o| matches!(o, Outcome::Landed(_))) {
-        committer.wake.appended(!committer.pooled);
+        inner.wake.appended(!inner.settings.pooled);
     }
     for (request, outcome) in batch.into_iter().zip(outcomes) {
-        in_flight.fetch_sub(1, Ordering::AcqRel);
         // A caller that gave up waiting (its future dropped) hears nothing; what landed stays.
         let _ = request.reply.send(outcome);
     }
 }
 
-async fn send(committer: &Committer, a: &Arrays) -> Result<Vec<PgRow>, sqlx::Error> {
-    let mut conn = committer.pool.acquire().await?;
-    let pooled = committer.pooled;
+async fn send(inner: &Inner, a: &Arrays) -> Result<Vec<PgRow>, sqlx::Error> {
+    let mut conn = inner.pool.acquire().await?;
+    let pooled = inner.settings.pooled;
     pinned!(pooled, conn, |c| {
-        sqlx::query(committer.sql.clone())
+        sqlx::query(inner.sql.append_group.clone())
             .persistent(!pooled)
             .bind(&a.append)
             .bind(&a.categories)

@@ -154,7 +154,7 @@ struct Inner {
     inline: Vec<Arc<dyn listeners::InlineProjection>>,
     /// Shared by the copies `with_batch_size` and friends make: same schema, same wake-ups.
     wake: Arc<wake::Wake>,
-    /// The group committer (each copy its own: a copy may differ in its settings).
+    /// Group commit's queue (each copy its own: a copy may differ in its settings).
     group: Option<group::Group>,
 }
 

@@ -225,8 +225,8 @@ async fn a_conflict_in_a_batch_fails_alone() {
         .append(&streams[3], ExpectedVersion::NoStream, vec![event(0)])
         .await
         .expect("stream 3 at version 1");
-    // The committer is held on a batch that waits for a writer outside it (the version it
-    // takes is locked by an open transaction), so the ten arrive together behind it.
+    // The lead is held by a batch that waits for a writer outside it (the version it takes
+    // is locked by an open transaction), so the ten arrive together behind it.
     let blocker = StreamId::new(category.clone(), "blocker");
     let mut tx = store.pool().begin().await.expect("begin");
     store
@@ -369,4 +369,27 @@ async fn a_batch_racing_an_outside_writer_lands_after_it() {
     let exact = exact.await.expect("task").expect("the exact append lands");
     assert_eq!(exact.version, 1);
     assert_eq!(stored(&store, &[hot, other]).await.len(), 3);
+}
+
+/// A lone writer never waits for company, whatever `max_wait` allows: with nothing else in
+/// flight, its append goes at once (here, well inside the five seconds it could wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_writer_does_not_wait() {
+    let store = support::store_with(4)
+        .await
+        .with_group_commit(GroupCommit::new().max_wait(Duration::from_secs(5)));
+    let stream = StreamId::new(format!("lone{}", Uuid::now_v7().simple()), "1");
+    for n in 0..3 {
+        let started = std::time::Instant::now();
+        let appended = store
+            .append(&stream, ExpectedVersion::Exact(n as u64), vec![event(n)])
+            .await
+            .expect("append");
+        assert_eq!(appended.version, n as u64 + 1);
+        assert!(
+            started.elapsed() < Duration::from_millis(2_500),
+            "waited {:?}",
+            started.elapsed()
+        );
+    }
 }
