@@ -1,9 +1,12 @@
 //! Commands through the `Repository` on PostgreSQL, next to the floor in the same run: one
 //! prepared single-row `INSERT` per transaction (and a 100-row one), with as many writers.
 //! One-event commands with 1, 4, 16 and 64 writers on aggregates of their own (10 commands
-//! each, as the peers' harness does), 64 writers on 8 hot streams (with retry), 10-event
-//! commands, and the aggregate cache (`with_cache`).
-//! Prints tables: commands/s, events/s, p50/p99 latency, conflicts, ratio to the floor.
+//! each, as the peers' harness does), 64 writers on 8 hot streams (with retry), with and
+//! without the aggregate cache (`with_cache`) and group commit (`with_group_commit`);
+//! 10-event commands; loading a 10,000-event aggregate beside a raw `SELECT` + deserialize of
+//! its rows; and one-event appends straight to the store at 1-64 writers, one transaction
+//! per append against group commit. Prints tables (commands/s, events/s, p50/p99 latency,
+//! conflicts, ratio to the floor), and last the line `group-commit speedup at 64 writers`.
 //!
 //! ```text
 //! cargo bench -p es-postgres --bench throughput               # DATABASE_URL, or a throwaway server
@@ -13,6 +16,9 @@
 #[allow(dead_code, unreachable_pub)]
 #[path = "../tests/postgres/support.rs"]
 mod support;
+
+#[path = "support/ledger.rs"]
+mod ledger;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -303,6 +309,28 @@ async fn main() {
             events / floor
         );
     }
+
+    println!(
+        "\nloading a 10,000-event aggregate, beside a raw SELECT of its rows with each payload \
+         deserialized into the event (best of 3 each)\n"
+    );
+    println!("| events | raw SELECT + deserialize (ms) | load (ms) | load / raw |");
+    println!("|---:|---:|---:|---:|");
+    let id = ledger::ledger_of(&store, 10_000).await;
+    let mut raw = f64::MAX;
+    for _ in 0..3 {
+        let (rows, seconds) = ledger::raw_select(&store, id, true).await;
+        assert_eq!(rows, 10_000);
+        raw = raw.min(seconds);
+    }
+    let ledgers = Repository::<ledger::Ledger, _>::new(store.clone());
+    let (loaded, _) = ledger::load(&ledgers, id).await;
+    println!(
+        "| 10000 | {:.2} | {:.2} | {:.2} |",
+        raw * 1e3,
+        loaded * 1e3,
+        loaded / raw
+    );
 
     println!(
         "\none-event appends straight to the store (each writer its own stream, exact versions): \

@@ -45,6 +45,9 @@
 //!   index). Inline projections ([`PostgresStore::with_inline`]) run inside every append's
 //!   transaction.
 //! - **Set-based validation**: `append_all` appends to several streams in one transaction.
+//! - **Group commit** ([`PostgresStore::with_group_commit`], opt-in): appends that arrive
+//!   together share one statement, one transaction and one commit, each with its own
+//!   expected version; one that does not hold fails alone. A lone writer goes at once.
 //!
 //! The costs, and what to do about them:
 //!

@@ -15,6 +15,13 @@ mod conformance {
     es_core::conformance_tests!(async || crate::bouncer::store().await);
 }
 
+/// Group commit behind the proxy: each batch's statement pinned in a transaction of its own.
+mod conformance_grouped {
+    es_core::conformance_tests!(async || crate::bouncer::store()
+        .await
+        .with_group_commit(es_postgres::GroupCommit::new()));
+}
+
 mod listeners {
     es_core::projection_tests!(async || crate::bouncer::store().await);
 }
