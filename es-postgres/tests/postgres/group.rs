@@ -324,43 +324,47 @@ async fn appends_to_one_stream_together_land_one_after_another() {
 }
 
 /// A writer outside the batch (a transaction of its own) holds the next version of a stream
-/// the batch appends to with `Any`: once it commits, the batch goes again and lands after it,
-/// and an exact append in the same batch lands too.
+/// the batch appends to with `Any`: the batch's statement waits for it, fails on the clash
+/// once it commits, and goes again: the `Any` append lands after the outside writer, and the
+/// exact append in the same batch lands too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_racing_an_outside_writer_lands_after_it() {
-    // It holds a transaction open: not while a test asserts who holds the horizon.
+    // It holds transactions open: not while a test asserts who holds the horizon.
     let _alone = support::exclusive().await;
     let store = support::store_with(16)
         .await
-        .with_group_commit(GroupCommit::new().max_wait(Duration::from_millis(200)));
+        .with_group_commit(GroupCommit::new());
     let category = format!("race{}", Uuid::now_v7().simple());
-    let (hot, other) = (
+    let (first, hot, other) = (
+        StreamId::new(category.clone(), "first"),
         StreamId::new(category.clone(), "hot"),
         StreamId::new(category.clone(), "other"),
     );
-    let mut tx = store.pool().begin().await.expect("begin");
-    store
-        .append_in(&mut tx, &hot, ExpectedVersion::NoStream, vec![event(0)])
-        .await
-        .expect("outside append");
-    let any = tokio::spawn({
-        let (store, hot) = (store.clone(), hot.clone());
-        async move {
-            store
-                .append(&hot, ExpectedVersion::Any, vec![event(1)])
-                .await
-        }
-    });
-    let exact = tokio::spawn({
-        let (store, other) = (store.clone(), other.clone());
-        async move {
-            store
-                .append(&other, ExpectedVersion::NoStream, vec![event(2)])
-                .await
-        }
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    tx.commit().await.expect("commit");
+    let outside = async |stream: &StreamId| {
+        let mut tx = store.pool().begin().await.expect("begin");
+        store
+            .append_in(&mut tx, stream, ExpectedVersion::NoStream, vec![event(0)])
+            .await
+            .expect("outside append");
+        tx
+    };
+    // The first outside writer holds the lead (an append alone, waiting on it), so the next
+    // two queue up and go as one batch, which waits on the second outside writer.
+    let (holds_lead, holds_hot) = (outside(&first).await, outside(&hot).await);
+    let spawn = |stream: &StreamId, expected: ExpectedVersion| {
+        let (store, stream) = (store.clone(), stream.clone());
+        tokio::spawn(async move { store.append(&stream, expected, vec![event(1)]).await })
+    };
+    let leader = spawn(&first, ExpectedVersion::Any);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let any = spawn(&hot, ExpectedVersion::Any);
+    let exact = spawn(&other, ExpectedVersion::NoStream);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holds_lead.commit().await.expect("commit");
+    assert_eq!(leader.await.expect("task").expect("lands").version, 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!any.is_finished(), "the batch waits on the outside writer");
+    holds_hot.commit().await.expect("commit");
     let any = any
         .await
         .expect("task")
@@ -368,7 +372,12 @@ async fn a_batch_racing_an_outside_writer_lands_after_it() {
     assert_eq!(any.version, 2);
     let exact = exact.await.expect("task").expect("the exact append lands");
     assert_eq!(exact.version, 1);
-    assert_eq!(stored(&store, &[hot, other]).await.len(), 3);
+    assert_eq!(
+        any.positions[0].major(),
+        exact.positions[0].major(),
+        "one transaction"
+    );
+    assert_eq!(stored(&store, &[first, hot, other]).await.len(), 5);
 }
 
 /// A lone writer never waits for company, whatever `max_wait` allows: with nothing else in
