@@ -185,6 +185,11 @@ impl ContextStore<PgConnection> for PostgresStore {
     const DURABLE: bool = true;
 
     async fn begin(&self, name: &str) -> Result<ListenerTx, StoreError> {
+        <Self as ContextStore<PgConnection>>::begin_partition(self, name, name).await
+    }
+
+    /// A partition's unit: its own lock (`key`), the read model's schema (`name`'s).
+    async fn begin_partition(&self, name: &str, key: &str) -> Result<ListenerTx, StoreError> {
         let mut tx = self.inner.pool.begin().await.map_err(backend)?;
         // Waits while another process's runner of this listener is inside a batch: runners
         // take turns, and each batch starts from the checkpoint it finds under the lock.
@@ -193,7 +198,7 @@ impl ContextStore<PgConnection> for PostgresStore {
         let search_path = format!("\"{data}\", \"{}\"", self.inner.sql.schema);
         sqlx::query(self.inner.sql.begin_listener.clone())
             .persistent(!self.inner.settings.pooled)
-            .bind(name)
+            .bind(key)
             .bind(search_path)
             .execute(&mut *tx)
             .await

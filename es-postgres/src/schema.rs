@@ -240,7 +240,10 @@ impl Statements {
             version_delete: sql(format!(
                 "DELETE FROM {versions} WHERE name = $1 AND version = $2"
             )),
-            checkpoint_delete: sql(format!("DELETE FROM {checkpoints} WHERE name = $1")),
+            // A listener's checkpoint and its partitions' (`{name}#{index}/{count}`).
+            checkpoint_delete: sql(format!(
+                "DELETE FROM {checkpoints} WHERE name = $1 OR starts_with(name, $1 || '#')"
+            )),
             keys_read: sql(format!(
                 "SELECT subject, key FROM {keys} WHERE subject = ANY($1)"
             )),

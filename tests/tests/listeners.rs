@@ -320,3 +320,64 @@ async fn an_inline_projection_and_its_append_commit_or_refuse_together() {
         .expect("withdraw");
     assert_eq!(balances.read(|b| b.by_account[&id.to_string()]), 30);
 }
+
+/// Two partitions of a read model over one log: each folds the accounts that hash to it,
+/// none folds an account twice, and together they hold what one runner holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_partitions_together_fold_what_one_runner_folds() {
+    let store = InMemoryStore::new();
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let whole = Projector::new(store.clone(), Balances::default()).spawn();
+    let parts: Vec<_> = (0..2)
+        .map(|i| {
+            Projector::new(store.clone(), Balances::default())
+                .partition(i, 2)
+                .spawn()
+        })
+        .collect();
+    let mut last = None;
+    for n in 0..40_u64 {
+        let id = AccountId::new();
+        accounts
+            .execute(
+                &id,
+                OpenAccount {
+                    owner: format!("owner {n}"),
+                },
+            )
+            .await
+            .expect("open");
+        let done = accounts
+            .execute(&id, Deposit { amount: n + 1 })
+            .await
+            .expect("deposit");
+        last = done.position;
+    }
+    let last = last.expect("appended");
+    whole.wait_for(last, WAIT).await.expect("one runner");
+    let mut merged = HashMap::new();
+    for (i, part) in parts.iter().enumerate() {
+        part.wait_for(last, WAIT).await.expect("a partition");
+        let held = part.read(|b| b.by_account.clone());
+        assert!(!held.is_empty(), "partition {i} holds some accounts");
+        for (account, balance) in held {
+            let stream = StreamId::new("account", account.clone());
+            assert_eq!(
+                es_core::projection::Partition::of(&stream, 2),
+                u32::try_from(i).expect("small"),
+                "{account} folded by the partition it hashes to"
+            );
+            assert!(
+                merged.insert(account, balance).is_none(),
+                "an account in both partitions"
+            );
+        }
+    }
+    assert_eq!(merged, whole.read(|b| b.by_account.clone()));
+}
+
+#[test]
+#[should_panic(expected = "partition 2 of 2")]
+fn a_partition_index_past_the_count_is_refused() {
+    let _ = Projector::new(InMemoryStore::new(), Balances::default()).partition(2, 2);
+}

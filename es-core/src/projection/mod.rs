@@ -22,7 +22,7 @@ use std::pin::Pin;
 
 pub use handle::{ProjectionHandle, ProjectionState, ProjectionStatus, SkipError, WaitError};
 pub use inline::InlineHandle;
-pub use runner::Projector;
+pub use runner::{Partition, Projector};
 pub use store::{Checkpoints, ContextStore};
 
 use crate::codec::CorruptEvent;

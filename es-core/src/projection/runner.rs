@@ -40,6 +40,68 @@ enum Start {
     After(Position),
 }
 
+/// One of `count` partitions of a listener ([`Projector::partition`]): it takes the records
+/// of the streams that hash to `index`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Partition {
+    index: u32,
+    count: u32,
+}
+
+impl Partition {
+    /// Partition `index` of `count`.
+    ///
+    /// # Panics
+    ///
+    /// When `index` is not below `count`.
+    #[must_use]
+    pub fn new(index: u32, count: u32) -> Self {
+        assert!(
+            index < count,
+            "partition {index} of {count}: the index must be below the count"
+        );
+        Self { index, count }
+    }
+
+    /// Which partition of `count` a stream belongs to: a hash of its category and id
+    /// (FNV-1a, 64 bits, fixed: the same in every process and every build), modulo `count`.
+    #[must_use]
+    pub fn of(stream: &crate::StreamId, count: u32) -> u32 {
+        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let bytes = stream
+            .category()
+            .bytes()
+            .chain(std::iter::once(0xff))
+            .chain(stream.id().bytes());
+        let hash = bytes.fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
+        u32::try_from(hash % u64::from(count.max(1))).unwrap_or(0)
+    }
+
+    /// Whether the partition takes the records of `stream`.
+    #[must_use]
+    pub fn holds(self, stream: &crate::StreamId) -> bool {
+        Self::of(stream, self.count) == self.index
+    }
+
+    /// The partition's index.
+    #[must_use]
+    pub fn index(self) -> u32 {
+        self.index
+    }
+
+    /// How many partitions there are.
+    #[must_use]
+    pub fn count(self) -> u32 {
+        self.count
+    }
+
+    /// The checkpoint key of this partition of the listener keyed `key`: `{key}#{index}/{count}`.
+    fn key(self, key: &str) -> String {
+        format!("{key}#{}/{}", self.index, self.count)
+    }
+}
+
 /// Runs a listener (a read model or a reactor) on a store: `Projector::new(store,
 /// listener).spawn()`.
 ///
@@ -86,6 +148,7 @@ pub struct Projector<S, P> {
     store: S,
     listener: P,
     start: Start,
+    partition: Option<Partition>,
 }
 
 impl<S, P> std::fmt::Debug for Projector<S, P> {
@@ -103,7 +166,30 @@ impl<S, P: Projection> Projector<S, P> {
             store,
             listener,
             start: Start::Default,
+            partition: None,
         }
+    }
+
+    /// Runs this listener as partition `index` of `count` (competing consumers): it takes
+    /// only the records of the streams that hash to `index` ([`Partition::of`]), so each
+    /// stream's records stay in order within one partition, and keeps a checkpoint of its
+    /// own (`{key}#{index}/{count}`). Run the `count` partitions in one process or spread
+    /// over several, each with its own `Projector`; on PostgreSQL, runners of one partition
+    /// in several processes take turns as for an unpartitioned listener, so a process that
+    /// also runs another's partition takes it over when that one stops.
+    ///
+    /// A read model kept in the store gets every partition's writes in the same tables; a
+    /// new version takes over once every partition has caught up. A read model in memory
+    /// holds its partition's part. Each partition reads the whole log of its types and
+    /// keeps its share. Changing `count` of a read model that already ran is a new version
+    /// (a new checkpoint per partition would fold everything again into the same tables).
+    ///
+    /// # Panics
+    ///
+    /// When `index` is not below `count`.
+    pub fn partition(mut self, index: u32, count: u32) -> Self {
+        self.partition = Some(Partition::new(index, count));
+        self
     }
 
     /// On its first run (no checkpoint yet), start from the beginning of the log (a
@@ -138,12 +224,17 @@ where
             let shared = Arc::new(RwLock::new(self.listener));
             (Model::Shared(Arc::clone(&shared)), Some(shared))
         };
-        let key = match P::KIND {
+        let data = match P::KIND {
             Kind::Reactor => P::NAME.to_owned(),
             Kind::ReadModel => super::version_key(P::NAME, P::VERSION),
         };
+        let key = self
+            .partition
+            .map_or_else(|| data.clone(), |p| p.key(&data));
         let runner = Runner {
             store: self.store,
+            partition: self.partition,
+            data,
             key,
             rebuild: None,
             model,
@@ -205,8 +296,11 @@ impl Rate {
 
 struct Runner<S, P: Projection> {
     store: S,
-    /// The checkpoint's key: the name for a reactor, `{name}_v{version}` for a read model
-    /// (each version has its own).
+    partition: Option<Partition>,
+    /// Whose data the handlers write: the name for a reactor, `{name}_v{version}` for a read
+    /// model (each version has its own).
+    data: String,
+    /// The checkpoint's key: `data`, or a partition's key of it.
     key: String,
     /// While a new version is built beside the serving one: where it takes over.
     rebuild: Option<Rebuild>,
@@ -235,6 +329,35 @@ where
     P: Projection,
     S: ContextStore<P::Context>,
 {
+    /// A unit of work for this listener (or its partition).
+    async fn begin(&self) -> Result<S::Unit, StoreError> {
+        if self.partition.is_some() {
+            self.store.begin_partition(&self.data, &self.key).await
+        } else {
+            self.store.begin(&self.key).await
+        }
+    }
+
+    /// Whether every partition of this listener has reached `target` (true when it is not
+    /// partitioned): a new version takes over only then.
+    async fn all_partitions_reached(&self, target: Position) -> Result<bool, StoreError> {
+        let Some(me) = self.partition else {
+            return Ok(true);
+        };
+        for index in (0..me.count()).filter(|i| *i != me.index()) {
+            let key = Partition::new(index, me.count()).key(&self.data);
+            if self
+                .store
+                .load_checkpoint(&key)
+                .await?
+                .is_none_or(|p| p < target)
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Whether the listener resumes from a stored checkpoint.
     fn keeps_checkpoint() -> bool {
         S::DURABLE || P::KIND == Kind::Reactor
@@ -355,6 +478,16 @@ where
         };
         if self.position.is_none_or(|p| p < rebuild.target) {
             return Flow::Go;
+        }
+        // A partition that got there first leaves the switch to the last one (each checks
+        // again after its next batch).
+        match self.all_partitions_reached(rebuild.target).await {
+            Ok(true) => {}
+            Ok(false) => return Flow::Go,
+            Err(e) => {
+                tracing::warn!(projection = P::NAME, error = %e, "cannot read the other partitions' checkpoints");
+                return Flow::Go;
+            }
         }
         let mut backoff = FIRST_BACKOFF;
         loop {
@@ -551,7 +684,7 @@ where
             return Ok(0);
         };
         let store_failed = |e: StoreError| (0, HandlerError::Store(e.to_string()));
-        let mut unit = self.store.begin(&self.key).await.map_err(store_failed)?;
+        let mut unit = self.begin().await.map_err(store_failed)?;
         // Another runner (a process that held the lock before us) may have moved on.
         let committed = if S::DURABLE {
             S::checkpoint_in(&mut unit, &self.key)
@@ -567,7 +700,8 @@ where
             .filter_map(|(i, delivery)| match delivery {
                 Delivery::Record(record)
                     if committed.is_none_or(|c| record.position > c)
-                        && P::EVENT_TYPES.contains(&record.event_type.as_str()) =>
+                        && P::EVENT_TYPES.contains(&record.event_type.as_str())
+                        && self.partition.is_none_or(|p| p.holds(&record.stream)) =>
                 {
                     Some((i, record))
                 }
@@ -661,7 +795,7 @@ where
         let mut backoff = FIRST_BACKOFF;
         loop {
             let result = async {
-                let unit = self.store.begin(&self.key).await?;
+                let unit = self.begin().await?;
                 S::commit(unit, &self.key, position).await?;
                 if !S::DURABLE && P::KIND == Kind::Reactor {
                     self.store.save_checkpoint(&self.key, position).await?;

@@ -58,6 +58,19 @@ pub trait ContextStore<C: Send>: Checkpoints {
     /// holds the listener's lock, so one runner per name across processes advances it).
     fn begin(&self, name: &str) -> impl Future<Output = Result<Self::Unit, StoreError>> + Send;
 
+    /// Starts a unit of work for one partition of the listener `name` (see
+    /// [`Projector::partition`](crate::Projector::partition)): `key` names the partition's
+    /// lock and checkpoint, while the read model's data stays `name`'s (on PostgreSQL: the
+    /// version's schema). By default the same as [`ContextStore::begin`] on `key`.
+    fn begin_partition(
+        &self,
+        name: &str,
+        key: &str,
+    ) -> impl Future<Output = Result<Self::Unit, StoreError>> + Send {
+        let _ = name;
+        self.begin(key)
+    }
+
     /// The handlers' context inside the unit.
     fn context(unit: &mut Self::Unit) -> &mut C;
 

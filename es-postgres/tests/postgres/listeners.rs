@@ -1,7 +1,8 @@
 //! Listeners on PostgreSQL: a read model in a table, written in the runner's transaction with
 //! its checkpoint. Killed between its write and its commit again and again, it ends with
 //! every effect exactly once; two runners of one read model (two "processes") never both
-//! advance it.
+//! advance it; two partitions in two "processes" fold what one runner folds, and one takes
+//! the other's partition over when it stops.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -217,4 +218,104 @@ async fn two_runners_of_one_read_model_never_both_advance_it() {
         u64::try_from(rows).expect("small"),
         "no record handed to both runners"
     );
+}
+
+/// Two partitions of the ledger in two "processes" (stores on pools of their own): A runs
+/// partition 0, B runs partition 1 and stands by for partition 0. Together they write every
+/// deposit once (what one runner writes), B's partition 1 exactly the deposits of the
+/// streams that hash to it; then A stops, and B takes partition 0 over: the deposits after
+/// that are written once too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_partitions_in_two_processes_fold_the_ledger_and_one_takes_over() {
+    use es_core::projection::Partition;
+    let store = support::store().await;
+    let table = ledger_table(&store).await;
+    let other = PostgresStore::new(support::pool(6).await)
+        .with_schema(store.schema())
+        .expect("schema");
+    let counter = || Arc::new(AtomicU64::new(0));
+    let (in_a, in_b1, in_b0) = (counter(), counter(), counter());
+    let ledger = |handled: &Arc<AtomicU64>| Ledger {
+        table: table.clone(),
+        crash_every: 0,
+        handled: Arc::clone(handled),
+    };
+    let a0 = Projector::new(store.clone(), ledger(&in_a))
+        .partition(0, 2)
+        .spawn();
+    let b1 = Projector::new(other.clone(), ledger(&in_b1))
+        .partition(1, 2)
+        .spawn();
+    let b0 = Projector::new(other.clone(), ledger(&in_b0))
+        .partition(0, 2)
+        .spawn();
+
+    let (last, rows, sum) = deposits(&store, 8, 200).await;
+    for h in [&a0, &b1, &b0] {
+        h.wait_for(last, Duration::from_secs(60))
+            .await
+            .expect("caught up");
+    }
+    assert_eq!(
+        totals(&store, &table).await,
+        (rows, rows, sum),
+        "every deposit once"
+    );
+    let streams: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT DISTINCT stream_id FROM {table}"
+    )))
+    .fetch_all(store.pool())
+    .await
+    .expect("streams");
+    let in_partition_1: i64 = {
+        let mut n = 0;
+        for id in &streams {
+            if Partition::of(&StreamId::new("acct", id.clone()), 2) == 1 {
+                let c: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT count(*) FROM {table} WHERE stream_id = $1"
+                )))
+                .bind(id)
+                .fetch_one(store.pool())
+                .await
+                .expect("count");
+                n += c;
+            }
+        }
+        n
+    };
+    assert!(
+        in_partition_1 > 0 && in_partition_1 < rows,
+        "both partitions hold streams"
+    );
+    assert_eq!(
+        i64::try_from(in_b1.load(Ordering::SeqCst)).expect("small"),
+        in_partition_1,
+        "partition 1 wrote exactly its streams' deposits"
+    );
+    assert_eq!(
+        in_a.load(Ordering::SeqCst) + in_b0.load(Ordering::SeqCst),
+        u64::try_from(rows - in_partition_1).expect("small"),
+        "partition 0's deposits once, between its two runners"
+    );
+
+    // A stops: B's runner of partition 0 goes on alone.
+    a0.stop().await;
+    let before_b0 = in_b0.load(Ordering::SeqCst);
+    let (last, more_rows, more_sum) = deposits(&store, 8, 100).await;
+    for h in [&b1, &b0] {
+        h.wait_for(last, Duration::from_secs(60))
+            .await
+            .expect("caught up");
+    }
+    assert_eq!(
+        totals(&store, &table).await,
+        (rows + more_rows, rows + more_rows, sum + more_sum),
+        "every deposit once, after the take-over too"
+    );
+    assert!(
+        in_b0.load(Ordering::SeqCst) > before_b0,
+        "B took partition 0 over"
+    );
+    b0.stop().await;
+    b1.stop().await;
 }
