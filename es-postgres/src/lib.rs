@@ -159,6 +159,8 @@ struct Inner {
     wake: Arc<wake::Wake>,
     /// Group commit's queue (each copy its own: a copy may differ in its settings).
     group: Option<group::Group>,
+    /// A streaming replica the global log is read from (`with_replica`).
+    replica: Option<PgPool>,
 }
 
 impl PostgresStore {
@@ -196,6 +198,7 @@ impl PostgresStore {
                 inline: Vec::new(),
                 wake,
                 group: settings.group.map(group::Group::new),
+                replica: None,
             }),
         }
     }
@@ -213,6 +216,7 @@ impl PostgresStore {
                 inline: i.inline.clone(),
                 wake: Arc::clone(&i.wake),
                 group: settings.group.map(group::Group::new),
+                replica: i.replica.clone(),
             }),
         }
     }
@@ -251,6 +255,7 @@ impl PostgresStore {
         let mut store = Self::build(self.inner.pool.clone(), schema, self.inner.settings);
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             inner.inline.clone_from(&self.inner.inline);
+            inner.replica.clone_from(&self.inner.replica);
         }
         Ok(store)
     }
@@ -298,6 +303,27 @@ impl PostgresStore {
             s.pooled = pooled;
             s.listen = s.listen && !pooled;
         })
+    }
+
+    /// The same store reading the global log from a streaming replica of its server (a hot
+    /// standby, e.g. made with `pg_basebackup -R`): `read_all`, `subscribe` and
+    /// `subscribe_types`, and so every projection and reactor, read there, so read load
+    /// scales out with PostgreSQL's own replication. Appends, a stream's reads (the loads
+    /// commands decide on), checkpoints and read-model writes stay on the primary.
+    ///
+    /// The horizon holds on a standby: PostgreSQL keeps there every transaction the primary
+    /// had not finished as running, so a reader never skips a late commit. What it adds is
+    /// the replication lag: a subscriber sees an event once the standby has replayed it
+    /// (`wait_for` after a command waits that much longer). `NOTIFY` does not reach a
+    /// standby: the store listens on the primary, and a wake-up that finds nothing on the
+    /// standby yet looks again soon (10 ms, doubling up to the poll interval).
+    #[must_use]
+    pub fn with_replica(self, replica: PgPool) -> Self {
+        let mut copy = self.with(|_| {});
+        if let Some(inner) = Arc::get_mut(&mut copy.inner) {
+            inner.replica = Some(replica);
+        }
+        copy
     }
 
     /// The same store with group commit: appends that arrive together (from any task of this

@@ -281,7 +281,13 @@ impl Cursor {
             }
         };
         let bound = usize::try_from(inner.settings.batch_bytes).unwrap_or(usize::MAX);
-        let mut conn = inner.pool.acquire().await.map_err(backend)?;
+        // A stream's reads (the loads commands decide on) on the primary; the global log on
+        // the replica, when there is one.
+        let pool = match self {
+            Self::Stream { .. } => &inner.pool,
+            Self::Log { .. } | Self::Types { .. } => inner.replica.as_ref().unwrap_or(&inner.pool),
+        };
+        let mut conn = pool.acquire().await.map_err(backend)?;
         let (rows, cut) = pinned!(pooled, conn, |c| async {
             let mut rows = Vec::new();
             let mut bytes = 0usize;

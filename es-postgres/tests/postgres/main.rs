@@ -15,6 +15,7 @@ mod inline;
 mod late_commit;
 mod listeners;
 mod rebuild;
+mod replica;
 mod wake;
 
 mod conformance {

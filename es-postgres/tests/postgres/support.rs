@@ -136,49 +136,7 @@ fn start_throwaway() -> Result<Server, String> {
         String::from_utf8_lossy(&init.stderr)
     );
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    // The wrapper runs the server until its stdin closes, then stops it and cleans up.
-    let script = r#"
-        "$1" -D "$2" -p "$3" -k "$4" -c listen_addresses=127.0.0.1 -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=300 \
-             -c max_prepared_transactions=10 \
-             >>"$5" 2>&1 &
-        pid=$!
-        read -r _ || true
-        kill -INT "$pid" 2>/dev/null
-        wait "$pid"
-        rm -rf "$4"
-    "#;
-    let mut child = command(root, Path::new("/bin/sh"))
-        .arg("-c")
-        .arg(script)
-        .arg("sh")
-        .arg(bin.join("postgres"))
-        .arg(&data)
-        .arg(port.to_string())
-        .arg(&dir)
-        .arg(&log)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start postgres: {e}"))?;
-    let stdin = child.stdin.take().ok_or("the wrapper's stdin")?;
-
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        let written = std::fs::read_to_string(&log).unwrap_or_default();
-        if written.contains("FATAL") || Instant::now() > deadline {
-            // Dropping stdin stops the wrapper, which cleans up.
-            return Err(format!(
-                "the throwaway PostgreSQL did not start; its log:\n{written}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (port, child, stdin) = launch(&bin, root, &data, &dir, &log, false)?;
     Ok(Server {
         url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
         _guard: Some(Mutex::new((child, stdin))),
@@ -259,4 +217,181 @@ pub(crate) async fn store() -> PostgresStore {
 pub(crate) fn report(line: &str) {
     let mut out = std::io::stderr().lock();
     let _ = writeln!(out, "{line}");
+}
+
+/// A free port on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Starts a server on `data` (in `dir`, logging to `log`) behind the wrapper that stops it
+/// and removes `dir` when our stdin closes; waits until it accepts connections.
+/// `synchronous_commit` off for the tests' own server (fast); on for a primary with a
+/// standby, whose WAL then reaches the standby at each commit instead of with the WAL
+/// writer's next round (200 ms later).
+fn launch(
+    bin: &Path,
+    root: bool,
+    data: &Path,
+    dir: &Path,
+    log: &Path,
+    synchronous_commit: bool,
+) -> Result<(u16, Child, ChildStdin), String> {
+    let port = free_port();
+    // The wrapper runs the server until its stdin closes, then stops it and cleans up.
+    let script = r#"
+        "$1" -D "$2" -p "$3" -k "$4" -c listen_addresses=127.0.0.1 -c fsync=off \
+             -c synchronous_commit="$6" -c full_page_writes=off -c max_connections=300 \
+             -c max_prepared_transactions=10 \
+             >>"$5" 2>&1 &
+        pid=$!
+        read -r _ || true
+        kill -INT "$pid" 2>/dev/null
+        wait "$pid"
+        rm -rf "$4"
+    "#;
+    let mut child = command(root, Path::new("/bin/sh"))
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(bin.join("postgres"))
+        .arg(data)
+        .arg(port.to_string())
+        .arg(dir)
+        .arg(log)
+        .arg(if synchronous_commit { "on" } else { "off" })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start postgres: {e}"))?;
+    let stdin = child.stdin.take().ok_or("the wrapper's stdin")?;
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let written = std::fs::read_to_string(log).unwrap_or_default();
+        if written.contains("FATAL") || Instant::now() > deadline {
+            // Dropping stdin stops the wrapper, which cleans up.
+            return Err(format!(
+                "the throwaway PostgreSQL did not start; its log:\n{written}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((port, child, stdin))
+}
+
+/// A throwaway primary and a hot standby streaming from it (`pg_basebackup -R`), always
+/// started here (whatever `DATABASE_URL` says): their URLs.
+pub(crate) struct Replicated {
+    pub(crate) primary: String,
+    pub(crate) standby: String,
+    _guards: Mutex<Vec<(Child, ChildStdin)>>,
+}
+
+static REPLICATED: OnceLock<Result<Replicated, String>> = OnceLock::new();
+
+pub(crate) fn replicated() -> &'static Replicated {
+    match REPLICATED.get_or_init(start_replicated) {
+        Ok(pair) => pair,
+        Err(why) => panic!("{why}"),
+    }
+}
+
+fn start_replicated() -> Result<Replicated, String> {
+    // pg_basebackup beside initdb (a PATH entry may link only the server's own binaries).
+    let bin = find_bin_dir()
+        .map(|dir| {
+            std::fs::canonicalize(dir.join("initdb"))
+                .ok()
+                .and_then(|real| real.parent().map(Path::to_path_buf))
+                .filter(|real| real.join("pg_basebackup").is_file())
+                .unwrap_or(dir)
+        })
+        .ok_or("no PostgreSQL server binaries for the replica tests")?;
+    let root = is_root();
+    // Two directories, each removed by its server's wrapper when it stops.
+    let base = format!(
+        "es-postgres-replica-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7().simple()
+    );
+    let primary_dir = Path::new("/tmp").join(format!("{base}-primary"));
+    let standby_dir = Path::new("/tmp").join(format!("{base}-standby"));
+    for d in [&primary_dir, &standby_dir] {
+        std::fs::create_dir_all(d).map_err(|e| format!("create {}: {e}", d.display()))?;
+        if root {
+            let (uid, gid) = postgres_user();
+            std::os::unix::fs::chown(d, Some(uid), Some(gid))
+                .map_err(|e| format!("chown {}: {e}", d.display()))?;
+        }
+    }
+    let data = primary_dir.join("data");
+    let init = command(root, &bin.join("initdb"))
+        .arg("-D")
+        .arg(&data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        ])
+        .output()
+        .map_err(|e| format!("run initdb: {e}"))?;
+    if !init.status.success() {
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&init.stderr)
+        ));
+    }
+    let primary = launch(
+        &bin,
+        root,
+        &data,
+        &primary_dir,
+        &primary_dir.join("server.log"),
+        true,
+    )?;
+    let standby_data = standby_dir.join("data");
+    let backup = command(root, &bin.join("pg_basebackup"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary.0.to_string(),
+            "-U",
+            "postgres",
+            "-D",
+        ])
+        .arg(&standby_data)
+        .args(["-R", "-X", "stream", "--no-sync"])
+        .output()
+        .map_err(|e| format!("run pg_basebackup: {e}"))?;
+    if !backup.status.success() {
+        return Err(format!(
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&backup.stderr)
+        ));
+    }
+    let standby = launch(
+        &bin,
+        root,
+        &standby_data,
+        &standby_dir,
+        &standby_dir.join("server.log"),
+        true,
+    )?;
+    let url = |port: u16| format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let pair = Replicated {
+        primary: url(primary.0),
+        standby: url(standby.0),
+        _guards: Mutex::new(vec![(primary.1, primary.2), (standby.1, standby.2)]),
+    };
+    Ok(pair)
 }
