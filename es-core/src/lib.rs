@@ -100,8 +100,8 @@ pub use model::{
 };
 pub use position::{ParsePositionError, Position};
 pub use projection::{
-    Projection, ProjectionHandle, ProjectionState, ProjectionStatus, Projector, ReadModel,
-    SkipError, WaitError,
+    Partition, Projection, ProjectionHandle, ProjectionState, ProjectionStatus, Projector,
+    ReadModel, SkipError, WaitError,
 };
 pub use repository::{Error, Executed, Loaded, Repository};
 pub use store::{

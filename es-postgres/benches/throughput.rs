@@ -341,6 +341,7 @@ async fn main() {
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut speedup = 0.0;
+    let mut series: Vec<Point> = Vec::new();
     for writers in [1, 4, 16, 64] {
         let n = (1_000 * scale).max(writers * 20);
         let one = appends(&store, writers, n).await;
@@ -359,6 +360,97 @@ async fn main() {
         if writers == 64 {
             speedup = ratio;
         }
+        series.push((writers as f64, one.per_second, group.per_second, floor));
+    }
+    if let Some(path) = svg_path() {
+        chart(&path, &series).expect("draw the chart");
+        println!("\nchart: {path}");
     }
     println!("\ngroup-commit speedup at 64 writers: {speedup:.2}");
+}
+
+/// One point of the chart: writers, and events/s with one transaction per append, with
+/// group commit, and the floor's rows/s.
+type Point = (f64, f64, f64, f64);
+
+/// A line of the chart: its label, its colour, and its value at a point.
+type Line = (&'static str, plotters::style::RGBColor, fn(&Point) -> f64);
+
+/// `--svg PATH`: where to draw the chart of the appends table.
+fn svg_path() -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == "--svg")
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+/// Events/s against writers (1, 4, 16, 64, evenly spaced): one transaction per append,
+/// group commit, and the one-row INSERT floor.
+fn chart(path: &str, series: &[Point]) -> Result<(), Box<dyn std::error::Error>> {
+    use plotters::prelude::*;
+    let top = series
+        .iter()
+        .map(|&(_, one, group, floor)| one.max(group).max(floor))
+        .fold(0.0, f64::max)
+        * 1.15;
+    let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "One-event appends on PostgreSQL: events/s by concurrent writers",
+            ("sans-serif", 18),
+        )
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(64)
+        .build_cartesian_2d(-0.25..(series.len() as f64 - 0.75), 0.0..top)?;
+    let writers: Vec<f64> = series.iter().map(|p| p.0).collect();
+    chart
+        .configure_mesh()
+        .x_desc("writers")
+        .y_desc("events/s")
+        .x_labels(series.len() + 1)
+        .x_label_formatter(&|x| {
+            let i = x.round();
+            match writers.get(i as usize) {
+                Some(w) if (x - i).abs() < 0.01 && i >= 0.0 => format!("{w:.0}"),
+                _ => String::new(),
+            }
+        })
+        .y_label_formatter(&|y| format!("{y:.0}"))
+        .draw()?;
+    let lines: [Line; 3] = [
+        ("group commit", RGBColor(31, 119, 180), |p| p.2),
+        ("one transaction per append", RGBColor(214, 39, 40), |p| p.1),
+        (
+            "floor: one-row INSERT per transaction",
+            RGBColor(120, 120, 120),
+            |p| p.3,
+        ),
+    ];
+    for (label, color, value) in lines {
+        let points: Vec<(f64, f64)> = (0..)
+            .zip(series)
+            .map(|(i, p)| (f64::from(i), value(p)))
+            .collect();
+        chart
+            .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))?
+            .label(label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        chart.draw_series(
+            points
+                .into_iter()
+                .map(|p| Circle::new(p, 4, color.filled())),
+        )?;
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    Ok(())
 }
