@@ -23,7 +23,7 @@
 //! appends of its batch run on their own.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -109,6 +109,8 @@ pub(crate) enum Outcome {
 
 /// One append waiting for a batch.
 pub(crate) struct Request {
+    /// Tells a leader its own append from the others.
+    id: u64,
     pub(crate) category: String,
     pub(crate) stream_id: String,
     /// `None`: any version.
@@ -126,6 +128,8 @@ pub(crate) struct Group {
     in_flight: AtomicUsize,
     /// Rung when an append joins the queue (for a leader waiting to fill its batch).
     arrived: Notify,
+    /// The next request's id.
+    next_id: AtomicU64,
 }
 
 #[derive(Default)]
@@ -183,6 +187,7 @@ impl Group {
             state: Mutex::new(State::default()),
             in_flight: AtomicUsize::new(0),
             arrived: Notify::new(),
+            next_id: AtomicU64::new(0),
         }
     }
 
@@ -203,9 +208,12 @@ impl Group {
         alone: impl AsyncFnOnce() -> Result<Appended, StoreError>,
     ) -> Outcome {
         let mut alone = Some(alone);
+        // The caller keeps no sender: when the leader of its batch gives up (its future
+        // dropped), the channel closes and the append runs on its own.
         let (reply, mut outcome) = mpsc::unbounded_channel();
-        let own = reply.clone();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = Request {
+            id,
             category: category.to_owned(),
             stream_id: stream_id.to_owned(),
             expected,
@@ -229,7 +237,7 @@ impl Group {
                     take_batch(&mut state.waiting, self.config.max_batch)
                 };
                 if let [only] = &batch[..]
-                    && only.reply.same_channel(&own)
+                    && only.id == id
                     && let Some(alone) = alone.take()
                 {
                     let result = alone().await;

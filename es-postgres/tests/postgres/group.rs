@@ -402,3 +402,58 @@ async fn a_lone_writer_does_not_wait() {
         );
     }
 }
+
+/// A leader that gives up (its caller's future dropped while its batch waits on the
+/// database) leaves no one waiting: the other appends of its batch run on their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_gives_up_leaves_no_one_waiting() {
+    // It holds transactions open: not while a test asserts who holds the horizon.
+    let _alone = support::exclusive().await;
+    let store = support::store_with(16)
+        .await
+        .with_group_commit(GroupCommit::new());
+    let category = format!("gaveup{}", Uuid::now_v7().simple());
+    let (first, hot, other) = (
+        StreamId::new(category.clone(), "first"),
+        StreamId::new(category.clone(), "hot"),
+        StreamId::new(category.clone(), "other"),
+    );
+    let outside = async |stream: &StreamId| {
+        let mut tx = store.pool().begin().await.expect("begin");
+        store
+            .append_in(&mut tx, stream, ExpectedVersion::NoStream, vec![event(0)])
+            .await
+            .expect("outside append");
+        tx
+    };
+    let (holds_lead, holds_hot) = (outside(&first).await, outside(&hot).await);
+    let spawn = |stream: &StreamId, expected: ExpectedVersion| {
+        let (store, stream) = (store.clone(), stream.clone());
+        tokio::spawn(async move { store.append(&stream, expected, vec![event(1)]).await })
+    };
+    let leader = spawn(&first, ExpectedVersion::Any);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The first of these leads the next batch (both), which waits on `hot`.
+    let gives_up = spawn(&hot, ExpectedVersion::Any);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let follower = spawn(&other, ExpectedVersion::NoStream);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    holds_lead.commit().await.expect("commit");
+    assert_eq!(leader.await.expect("task").expect("lands").version, 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        !follower.is_finished(),
+        "the batch waits on the outside writer"
+    );
+    gives_up.abort();
+    let landed = tokio::time::timeout(Duration::from_secs(10), follower)
+        .await
+        .expect("the follower is not left waiting")
+        .expect("task")
+        .expect("it lands on its own");
+    assert_eq!(landed.version, 1);
+    holds_hot.commit().await.expect("commit");
+    let log = stored(&store, &[first, hot.clone(), other]).await;
+    let ids: HashSet<Uuid> = log.iter().map(|r| r.event_id).collect();
+    assert_eq!(ids.len(), log.len(), "nothing stored twice");
+}
