@@ -188,13 +188,7 @@ pub(crate) async fn append(
             if let Some(result) = grouped(inner, stream, expected, &events).await {
                 return result;
             }
-            let mut conn = inner.pool.acquire().await.map_err(backend)?;
-            let result = append_on(inner, &mut conn, false, true, stream, expected, &events).await;
-            let result = result.map(|(appended, _)| appended);
-            if result.as_ref().is_ok_and(|a| !a.positions.is_empty()) {
-                inner.wake.appended(!inner.settings.pooled);
-            }
-            result
+            lone(inner, stream, expected, &events).await
         }
         None => {
             let mut attempts = 0;
@@ -222,6 +216,22 @@ pub(crate) async fn append(
     }
 }
 
+/// An append on a pool connection of its own, autocommitted; wakes subscribers when it wrote.
+async fn lone(
+    inner: &Inner,
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<Appended, StoreError> {
+    let mut conn = inner.pool.acquire().await.map_err(backend)?;
+    let result = append_on(inner, &mut conn, false, true, stream, expected, events).await;
+    let result = result.map(|(appended, _)| appended);
+    if result.as_ref().is_ok_and(|a| !a.positions.is_empty()) {
+        inner.wake.appended(!inner.settings.pooled);
+    }
+    result
+}
+
 /// The append through the store's group commit, when it has one and the append can go
 /// there; `None`: it runs on its own. Not there: empty appends (nothing to write, only a
 /// check), appends that seal personal fields (their keys are made first, on the append's
@@ -247,15 +257,7 @@ async fn grouped(
         Ok(cols) => cols,
         Err(e) => return Some(Err(e)),
     };
-    let alone = async || {
-        let mut conn = inner.pool.acquire().await.map_err(backend)?;
-        let result = append_on(inner, &mut conn, false, true, stream, expected, events).await;
-        let result = result.map(|(appended, _)| appended);
-        if result.as_ref().is_ok_and(|a| !a.positions.is_empty()) {
-            inner.wake.appended(!inner.settings.pooled);
-        }
-        result
-    };
+    let alone = async || lone(inner, stream, expected, events).await;
     let outcome = group
         .append(
             inner,
