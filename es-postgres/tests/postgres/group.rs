@@ -323,23 +323,28 @@ async fn appends_to_one_stream_together_land_one_after_another() {
     }
 }
 
-/// A writer outside the batch (a transaction of its own) holds the next version of a stream
-/// the batch appends to with `Any`: the batch's statement waits for it, fails on the clash
-/// once it commits, and goes again: the `Any` append lands after the outside writer, and the
-/// exact append in the same batch lands too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_racing_an_outside_writer_lands_after_it() {
-    // It holds transactions open: not while a test asserts who holds the horizon.
-    let _alone = support::exclusive().await;
+type Append = tokio::task::JoinHandle<Result<es_core::Appended, StoreError>>;
+
+/// A batch held on the database, in a store with group commit. An outside writer (an open
+/// transaction) holds `first`, so an append to it, alone, holds the lead, and two appends
+/// queue up behind it: `Any` to `hot`, then `NoStream` to `other`. Once the first outside
+/// writer commits, they go as one batch, which waits on a second outside writer holding
+/// `hot`.
+struct HeldBatch {
+    store: PostgresStore,
+    streams: [StreamId; 3],
+    holds_hot: sqlx::Transaction<'static, sqlx::Postgres>,
+    to_hot: Append,
+    to_other: Append,
+}
+
+async fn held_batch(prefix: &str) -> HeldBatch {
     let store = support::store_with(16)
         .await
         .with_group_commit(GroupCommit::new());
-    let category = format!("race{}", Uuid::now_v7().simple());
-    let (first, hot, other) = (
-        StreamId::new(category.clone(), "first"),
-        StreamId::new(category.clone(), "hot"),
-        StreamId::new(category.clone(), "other"),
-    );
+    let category = format!("{prefix}{}", Uuid::now_v7().simple());
+    let [first, hot, other] =
+        ["first", "hot", "other"].map(|id| StreamId::new(category.clone(), id));
     let outside = async |stream: &StreamId| {
         let mut tx = store.pool().begin().await.expect("begin");
         store
@@ -348,36 +353,65 @@ async fn a_batch_racing_an_outside_writer_lands_after_it() {
             .expect("outside append");
         tx
     };
-    // The first outside writer holds the lead (an append alone, waiting on it), so the next
-    // two queue up and go as one batch, which waits on the second outside writer.
     let (holds_lead, holds_hot) = (outside(&first).await, outside(&hot).await);
-    let spawn = |stream: &StreamId, expected: ExpectedVersion| {
+    let spawn = |stream: &StreamId, expected: ExpectedVersion| -> Append {
         let (store, stream) = (store.clone(), stream.clone());
         tokio::spawn(async move { store.append(&stream, expected, vec![event(1)]).await })
     };
     let leader = spawn(&first, ExpectedVersion::Any);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let any = spawn(&hot, ExpectedVersion::Any);
-    let exact = spawn(&other, ExpectedVersion::NoStream);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let to_hot = spawn(&hot, ExpectedVersion::Any);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let to_other = spawn(&other, ExpectedVersion::NoStream);
+    tokio::time::sleep(Duration::from_millis(150)).await;
     holds_lead.commit().await.expect("commit");
     assert_eq!(leader.await.expect("task").expect("lands").version, 2);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!any.is_finished(), "the batch waits on the outside writer");
-    holds_hot.commit().await.expect("commit");
-    let any = any
+    assert!(
+        !to_hot.is_finished(),
+        "the batch waits on the outside writer"
+    );
+    assert!(
+        !to_other.is_finished(),
+        "the batch waits on the outside writer"
+    );
+    HeldBatch {
+        store,
+        streams: [first, hot, other],
+        holds_hot,
+        to_hot,
+        to_other,
+    }
+}
+
+/// A writer outside the batch (a transaction of its own) holds the next version of a stream
+/// the batch appends to with `Any`: the batch's statement waits for it, fails on the clash
+/// once it commits, and goes again: the `Any` append lands after the outside writer, and the
+/// exact append in the same batch lands too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_racing_an_outside_writer_lands_after_it() {
+    // It holds transactions open: not while a test asserts who holds the horizon.
+    let _alone = support::exclusive().await;
+    let held = held_batch("race").await;
+    held.holds_hot.commit().await.expect("commit");
+    let any = held
+        .to_hot
         .await
         .expect("task")
         .expect("Any lands after the outside writer");
     assert_eq!(any.version, 2);
-    let exact = exact.await.expect("task").expect("the exact append lands");
+    let exact = held
+        .to_other
+        .await
+        .expect("task")
+        .expect("the exact append lands");
     assert_eq!(exact.version, 1);
     assert_eq!(
         any.positions[0].major(),
         exact.positions[0].major(),
         "one transaction"
     );
-    assert_eq!(stored(&store, &[first, hot, other]).await.len(), 5);
+    assert_eq!(stored(&held.store, &held.streams).await.len(), 5);
 }
 
 /// A lone writer never waits for company, whatever `max_wait` allows: with nothing else in
@@ -409,51 +443,17 @@ async fn a_lone_writer_does_not_wait() {
 async fn a_leader_that_gives_up_leaves_no_one_waiting() {
     // It holds transactions open: not while a test asserts who holds the horizon.
     let _alone = support::exclusive().await;
-    let store = support::store_with(16)
-        .await
-        .with_group_commit(GroupCommit::new());
-    let category = format!("gaveup{}", Uuid::now_v7().simple());
-    let (first, hot, other) = (
-        StreamId::new(category.clone(), "first"),
-        StreamId::new(category.clone(), "hot"),
-        StreamId::new(category.clone(), "other"),
-    );
-    let outside = async |stream: &StreamId| {
-        let mut tx = store.pool().begin().await.expect("begin");
-        store
-            .append_in(&mut tx, stream, ExpectedVersion::NoStream, vec![event(0)])
-            .await
-            .expect("outside append");
-        tx
-    };
-    let (holds_lead, holds_hot) = (outside(&first).await, outside(&hot).await);
-    let spawn = |stream: &StreamId, expected: ExpectedVersion| {
-        let (store, stream) = (store.clone(), stream.clone());
-        tokio::spawn(async move { store.append(&stream, expected, vec![event(1)]).await })
-    };
-    let leader = spawn(&first, ExpectedVersion::Any);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    // The first of these leads the next batch (both), which waits on `hot`.
-    let gives_up = spawn(&hot, ExpectedVersion::Any);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let follower = spawn(&other, ExpectedVersion::NoStream);
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    holds_lead.commit().await.expect("commit");
-    assert_eq!(leader.await.expect("task").expect("lands").version, 2);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        !follower.is_finished(),
-        "the batch waits on the outside writer"
-    );
-    gives_up.abort();
-    let landed = tokio::time::timeout(Duration::from_secs(10), follower)
+    // The append to `hot` arrived first: it leads the held batch.
+    let held = held_batch("gaveup").await;
+    held.to_hot.abort();
+    let landed = tokio::time::timeout(Duration::from_secs(10), held.to_other)
         .await
         .expect("the follower is not left waiting")
         .expect("task")
         .expect("it lands on its own");
     assert_eq!(landed.version, 1);
-    holds_hot.commit().await.expect("commit");
-    let log = stored(&store, &[first, hot.clone(), other]).await;
+    held.holds_hot.commit().await.expect("commit");
+    let log = stored(&held.store, &held.streams).await;
     let ids: HashSet<Uuid> = log.iter().map(|r| r.event_id).collect();
     assert_eq!(ids.len(), log.len(), "nothing stored twice");
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::support;
 
-fn event() -> NewEvent {
+pub(crate) fn event() -> NewEvent {
     NewEvent {
         event_id: Uuid::now_v7(),
         event_type: "Happened".into(),
@@ -20,7 +20,7 @@ fn event() -> NewEvent {
     }
 }
 
-async fn take(
+pub(crate) async fn take(
     sub: &mut (impl Stream<Item = Result<RecordedEvent, es_core::StoreError>> + Unpin),
     n: usize,
 ) -> Vec<RecordedEvent> {

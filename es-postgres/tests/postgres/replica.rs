@@ -6,24 +6,15 @@
 
 use std::time::{Duration, Instant};
 
-use es_core::{EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StreamId};
+use es_core::{EventStore, ExpectedVersion, RecordedEvent, StreamId};
 use es_postgres::PostgresStore;
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{StreamExt, TryStreamExt};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
+use crate::late_commit::{event, take};
 use crate::support;
-
-fn event() -> NewEvent {
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: "Happened".into(),
-        schema_version: 1,
-        payload: serde_json::json!({}),
-        metadata: Metadata::default(),
-    }
-}
 
 async fn connect(url: &str) -> PgPool {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -36,22 +27,6 @@ async fn connect(url: &str) -> PgPool {
             }
         }
     }
-}
-
-async fn take(
-    sub: &mut (impl Stream<Item = Result<RecordedEvent, es_core::StoreError>> + Unpin),
-    n: usize,
-) -> Vec<RecordedEvent> {
-    let mut out = Vec::new();
-    while out.len() < n {
-        let next = tokio::time::timeout(Duration::from_secs(30), sub.next())
-            .await
-            .expect("an event within 30 s")
-            .expect("the subscription goes on")
-            .expect("no error");
-        out.push(next);
-    }
-    out
 }
 
 /// Waits until the standby has replayed `n` rows of the schema's events (plain visibility,

@@ -115,26 +115,7 @@ fn start_throwaway() -> Result<Server, String> {
     let data = dir.join("data");
     let log = dir.join("server.log");
 
-    let init = command(root, &bin.join("initdb"))
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--no-instructions",
-        ])
-        .output()
-        .expect("run initdb");
-    assert!(
-        init.status.success(),
-        "initdb failed: {}\n{}",
-        String::from_utf8_lossy(&init.stdout),
-        String::from_utf8_lossy(&init.stderr)
-    );
+    initdb(&bin, root, &data)?;
 
     let (port, child, stdin) = launch(&bin, root, &data, &dir, &log, false)?;
     Ok(Server {
@@ -217,6 +198,33 @@ pub(crate) async fn store() -> PostgresStore {
 pub(crate) fn report(line: &str) {
     let mut out = std::io::stderr().lock();
     let _ = writeln!(out, "{line}");
+}
+
+/// A new cluster in `data`: user `postgres`, trust authentication (replication included).
+fn initdb(bin: &Path, root: bool, data: &Path) -> Result<(), String> {
+    let init = command(root, &bin.join("initdb"))
+        .arg("-D")
+        .arg(data)
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--no-instructions",
+        ])
+        .output()
+        .map_err(|e| format!("run initdb: {e}"))?;
+    if init.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "initdb failed: {}\n{}",
+            String::from_utf8_lossy(&init.stdout),
+            String::from_utf8_lossy(&init.stderr)
+        ))
+    }
 }
 
 /// A free port on 127.0.0.1.
@@ -330,26 +338,7 @@ fn start_replicated() -> Result<Replicated, String> {
         }
     }
     let data = primary_dir.join("data");
-    let init = command(root, &bin.join("initdb"))
-        .arg("-D")
-        .arg(&data)
-        .args([
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-            "--no-instructions",
-        ])
-        .output()
-        .map_err(|e| format!("run initdb: {e}"))?;
-    if !init.status.success() {
-        return Err(format!(
-            "initdb failed: {}",
-            String::from_utf8_lossy(&init.stderr)
-        ));
-    }
+    initdb(&bin, root, &data)?;
     let primary = launch(
         &bin,
         root,
