@@ -329,13 +329,10 @@ where
     P: Projection,
     S: ContextStore<P::Context>,
 {
-    /// A unit of work for this listener (or its partition).
+    /// A unit of work for this listener (or its partition): unpartitioned, `data` and `key`
+    /// are the same, which is `begin(key)`.
     async fn begin(&self) -> Result<S::Unit, StoreError> {
-        if self.partition.is_some() {
-            self.store.begin_partition(&self.data, &self.key).await
-        } else {
-            self.store.begin(&self.key).await
-        }
+        self.store.begin_partition(&self.data, &self.key).await
     }
 
     /// Whether every partition of this listener has reached `target` (true when it is not

@@ -30,7 +30,7 @@ fn total_events() -> usize {
 }
 
 /// Follows the log until it has seen `n` events of `category`, checking as it goes.
-async fn follow(
+pub(crate) async fn follow(
     mut sub: impl Stream<Item = Result<RecordedEvent, StoreError>> + Unpin,
     category: String,
     n: usize,
@@ -62,7 +62,7 @@ async fn follow(
     (seen, last)
 }
 
-fn check(seen: &[RecordedEvent], sent: &HashSet<Uuid>, who: &str) {
+pub(crate) fn check(seen: &[RecordedEvent], sent: &HashSet<Uuid>, who: &str) {
     let ids: HashSet<Uuid> = seen.iter().map(|r| r.event_id).collect();
     assert_eq!(ids.len(), seen.len(), "{who} saw an event twice");
     assert_eq!(&ids, sent, "{who} saw every event");

@@ -2,7 +2,7 @@
 //! conflicts, a conflict failing alone inside a batch, two appends to one stream arriving
 //! together, and a batch racing a writer outside it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -11,9 +11,10 @@ use es_core::{
     EventStore, ExpectedVersion, Metadata, NewEvent, RecordedEvent, StoreError, StreamId,
 };
 use es_postgres::{GroupCommit, PostgresStore};
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::TryStreamExt;
 use uuid::Uuid;
 
+use crate::concurrency::{check, follow};
 use crate::support;
 
 const WRITERS: usize = 64;
@@ -45,39 +46,6 @@ async fn stored(store: &PostgresStore, streams: &[StreamId]) -> Vec<RecordedEven
     all
 }
 
-/// Follows the log until it has seen `n` events of `category`.
-async fn follow(
-    mut sub: impl Stream<Item = Result<RecordedEvent, StoreError>> + Unpin,
-    category: String,
-    n: usize,
-) -> Vec<RecordedEvent> {
-    let mut seen = Vec::with_capacity(n);
-    while seen.len() < n {
-        let record = tokio::time::timeout(Duration::from_secs(120), sub.next())
-            .await
-            .expect("the subscriber made progress within 120 s")
-            .expect("the subscription goes on")
-            .expect("no error");
-        if record.stream.category() == category {
-            seen.push(record);
-        }
-    }
-    seen
-}
-
-/// Each id once, the ids those accepted, and each stream's versions 1, 2, 3... in order.
-fn check(seen: &[RecordedEvent], accepted: &HashSet<Uuid>, who: &str) {
-    let ids: HashSet<Uuid> = seen.iter().map(|r| r.event_id).collect();
-    assert_eq!(ids.len(), seen.len(), "{who}: an event twice");
-    assert_eq!(&ids, accepted, "{who}: exactly the accepted events");
-    let mut next: HashMap<&StreamId, u64> = HashMap::new();
-    for r in seen {
-        let expected = next.entry(&r.stream).or_insert(1);
-        assert_eq!(r.version, *expected, "{who}: {} out of order", r.stream);
-        *expected += 1;
-    }
-}
-
 /// 64 writers on 24 shared streams: a third append with `Any`, a third with the version
 /// they read (retrying conflicts), a third with a version the stream cannot be at (a forced
 /// conflict). Every accepted event is stored once; every forced conflict is a `Conflict`
@@ -103,6 +71,7 @@ async fn sixty_four_writers_mixed_expectations_and_forced_conflicts() {
                 store.subscribe(None),
                 category.clone(),
                 accepted_count * 2,
+                None,
             ))
         })
         .collect();
@@ -189,7 +158,7 @@ async fn sixty_four_writers_mixed_expectations_and_forced_conflicts() {
     );
     for (i, s) in subscribers.into_iter().enumerate() {
         check(
-            &s.await.expect("subscriber"),
+            &s.await.expect("subscriber").0,
             &accepted,
             &format!("subscriber {i}"),
         );

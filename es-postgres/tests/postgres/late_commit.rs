@@ -36,7 +36,12 @@ pub(crate) async fn take(
     out
 }
 
-async fn insert_in(tx: &mut sqlx::PgConnection, schema: &str, stream: &StreamId, id: Uuid) {
+pub(crate) async fn insert_in(
+    tx: &mut sqlx::PgConnection,
+    schema: &str,
+    stream: &StreamId,
+    id: Uuid,
+) {
     let sql = format!(
         "INSERT INTO \"{schema}\".events (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
          VALUES ($1, $2, 1, 'Happened', 1, '{{}}', '{{}}', $3)"

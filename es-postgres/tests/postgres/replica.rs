@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
-use crate::late_commit::{event, take};
+use crate::late_commit::{event, insert_in, take};
 use crate::support;
 
 async fn connect(url: &str) -> PgPool {
@@ -72,19 +72,9 @@ async fn late_commit_on_the_standby(lower_sequence: bool) {
 
     let late_stream = StreamId::new("late", Uuid::now_v7().to_string());
     let late_id = Uuid::now_v7();
-    let insert = format!(
-        "INSERT INTO \"{schema}\".events (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
-         VALUES ($1, $2, 1, 'Happened', 1, '{{}}', '{{}}', $3)"
-    );
     let mut tx = primary.begin().await.expect("begin");
     if lower_sequence {
-        sqlx::query(sqlx::AssertSqlSafe(insert.clone()))
-            .bind(late_stream.category())
-            .bind(late_stream.id())
-            .bind(late_id)
-            .execute(&mut *tx)
-            .await
-            .expect("insert in the open transaction");
+        insert_in(&mut tx, &schema, &late_stream, late_id).await;
     } else {
         sqlx::query("SELECT pg_current_xact_id()")
             .execute(&mut *tx)
@@ -105,13 +95,7 @@ async fn late_commit_on_the_standby(lower_sequence: bool) {
             .expect("append");
     }
     if !lower_sequence {
-        sqlx::query(sqlx::AssertSqlSafe(insert))
-            .bind(late_stream.category())
-            .bind(late_stream.id())
-            .bind(late_id)
-            .execute(&mut *tx)
-            .await
-            .expect("insert in the open transaction");
+        insert_in(&mut tx, &schema, &late_stream, late_id).await;
     }
 
     // The standby has the five committed rows, yet the log read there shows none of them:
