@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -22,16 +23,26 @@ use crate::position::Position;
 /// ```
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
 pub struct StreamId {
-    category: String,
-    id: String,
+    // Shared, not owned: a stream id is cloned into every record, cache entry and envelope
+    // that names it, and a clone is then a count, not a copy.
+    category: Arc<str>,
+    id: Arc<str>,
 }
 
 impl StreamId {
     /// A stream of `category` with the given id.
     pub fn new(category: impl Into<String>, id: impl Into<String>) -> Self {
         Self {
-            category: category.into(),
-            id: id.into(),
+            category: Arc::from(category.into()),
+            id: Arc::from(id.into()),
+        }
+    }
+
+    /// A stream of a category already shared (a repository's), without copying it.
+    pub(crate) fn in_category(category: &Arc<str>, id: &str) -> Self {
+        Self {
+            category: Arc::clone(category),
+            id: Arc::from(id),
         }
     }
 

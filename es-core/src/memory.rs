@@ -1,6 +1,7 @@
 //! [`InMemoryStore`]: the embedded default, for tests and demos, with the same semantics the
 //! PostgreSQL store has (the conformance suite runs against both).
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -9,17 +10,23 @@ use futures::{Stream, StreamExt, stream};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::envelope::StreamId;
+use crate::codec::CorruptEvent;
+use crate::envelope::{Metadata, StreamId};
+use crate::model::EventSet;
 use crate::position::Position;
 use crate::projection::Checkpoints;
 use crate::store::personal::{self, SubjectKey};
 use crate::store::{
-    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError,
+    Appended, Decoded, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError,
     StreamAppend, check_storable, replayed_append,
 };
 
 /// How many records a read copies out per lock: reads hold memory for one batch at a time.
 const BATCH: usize = 256;
+
+/// How many events a fold is handed per hold of the read lock, so appends wait at most that
+/// long.
+const FOLD_BATCH: usize = 4096;
 
 /// A thread-safe event store in memory. Cloning it is cheap and shares the data.
 ///
@@ -66,9 +73,9 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    log: Vec<Arc<RecordedEvent>>,
-    /// Per stream, the indices of its events in `log`, in version order.
-    streams: HashMap<StreamId, Vec<usize>>,
+    log: Vec<Entry>,
+    /// Per stream, where its events are in `log`, and what loads keep of them.
+    streams: HashMap<StreamId, StreamLog>,
     /// Every stored event id, with its index in `log`.
     event_ids: HashMap<Uuid, usize>,
     /// Inline projections, folded under the lock with every append.
@@ -77,18 +84,145 @@ struct State {
     keys: HashMap<String, SubjectKey>,
 }
 
-impl State {
-    /// A copy of `record` as reads give it: personal fields opened (or `null`, forgotten).
-    fn opened(&self, record: &RecordedEvent) -> RecordedEvent {
-        let mut copy = record.clone();
-        if personal::is_sealed(&copy.payload)
-            && let Err(why) = personal::open(&mut copy.payload, |s| self.keys.get(s))
+/// A record of the log as the store keeps it: the payload as JSON text (a few dozen bytes
+/// where a `serde_json::Value` object takes hundreds), parsed by each read.
+struct Entry {
+    position: Position,
+    stream: StreamId,
+    version: u64,
+    event_id: Uuid,
+    event_type: Box<str>,
+    schema_version: u16,
+    /// Personal fields sealed.
+    payload: Box<str>,
+    /// Whether `payload` holds sealed fields.
+    sealed: bool,
+    metadata: Metadata,
+    recorded_at: DateTime<Utc>,
+}
+
+impl Entry {
+    /// Keeps `payload` (sealed already) of the event `event` appended at `position`.
+    fn new(
+        stream: &StreamId,
+        version: u64,
+        position: Position,
+        recorded_at: DateTime<Utc>,
+        event: NewEvent,
+        payload: &serde_json::Value,
+    ) -> Self {
+        Self {
+            position,
+            stream: stream.clone(),
+            version,
+            event_id: event.event_id,
+            event_type: event.event_type.into_boxed_str(),
+            schema_version: event.schema_version,
+            payload: payload.to_string().into_boxed_str(),
+            sealed: personal::is_sealed(payload),
+            metadata: event.metadata,
+            recorded_at,
+        }
+    }
+
+    /// The payload as stored: personal fields sealed.
+    fn stored_payload(&self) -> serde_json::Value {
+        serde_json::from_str(&self.payload).unwrap_or_else(|e| {
+            // This store wrote the text itself: only a bug gets here.
+            tracing::error!(stream = %self.stream, version = self.version, error = %e, "a kept payload does not parse");
+            serde_json::Value::Null
+        })
+    }
+
+    /// The payload with personal fields opened under `keys` (`null` where a key is gone).
+    fn opened_payload<'k>(
+        &self,
+        keys: impl Fn(&str) -> Option<&'k SubjectKey>,
+    ) -> serde_json::Value {
+        let mut payload = self.stored_payload();
+        if self.sealed
+            && let Err(why) = personal::open(&mut payload, keys)
         {
             // This store sealed it itself: only a bug gets here. Read as forgotten.
-            tracing::error!(stream = %record.stream, version = record.version, %why, "a sealed field does not open");
-            personal::open(&mut copy.payload, |_| None).ok();
+            tracing::error!(stream = %self.stream, version = self.version, %why, "a sealed field does not open");
+            personal::open(&mut payload, |_| None).ok();
         }
-        copy
+        payload
+    }
+
+    /// The record, with `payload`.
+    fn record(&self, payload: serde_json::Value) -> RecordedEvent {
+        RecordedEvent {
+            position: self.position,
+            stream: self.stream.clone(),
+            version: self.version,
+            event_id: self.event_id,
+            event_type: self.event_type.to_string(),
+            schema_version: self.schema_version,
+            payload,
+            metadata: self.metadata.clone(),
+            recorded_at: self.recorded_at,
+        }
+    }
+}
+
+/// A stream: where its events are in the log, and the events as the first type a load
+/// asked for reads them ([`Kept`]), so later loads fold them without copying or decoding
+/// them again.
+#[derive(Default)]
+struct StreamLog {
+    /// The indices of its events in `log`, in version order.
+    indices: Vec<usize>,
+    /// A `Kept<E>`, for the `E` of the first load.
+    kept: Mutex<Option<Box<dyn Any + Send + Sync>>>,
+}
+
+/// A run of a stream's events decoded as `E`: the one at index `first` (version `first + 1`)
+/// and those after it. `None` for an event with sealed personal fields: every load decodes
+/// it afresh, so it reads as forgotten once its key is gone.
+struct Kept<E> {
+    first: usize,
+    /// Each event's time, and the event.
+    events: Vec<(DateTime<Utc>, Option<E>)>,
+}
+
+impl<E: EventSet> Kept<E> {
+    /// The run kept in `slot`, made to reach index `from` (a new, empty one from there if
+    /// the kept one does not); `None` when events of another type are kept there.
+    fn reaching(slot: &mut Option<Box<dyn Any + Send + Sync>>, from: usize) -> Option<&mut Self> {
+        let reaches = match slot.as_ref().map(|kept| kept.downcast_ref::<Self>()) {
+            Some(None) => return None,
+            Some(Some(kept)) => kept.first <= from && from <= kept.first + kept.events.len(),
+            None => false,
+        };
+        if !reaches {
+            *slot = Some(Box::new(Self {
+                first: from,
+                events: Vec::new(),
+            }));
+        }
+        slot.as_mut()?.downcast_mut::<Self>()
+    }
+}
+
+impl State {
+    /// `entry` read as `E`, personal fields opened.
+    fn decode<E: EventSet>(&self, entry: &Entry) -> Result<E, Box<CorruptEvent>> {
+        let payload = entry.opened_payload(|s| self.keys.get(s));
+        E::from_stored(&entry.event_type, entry.schema_version, payload).map_err(|source| {
+            Box::new(CorruptEvent {
+                stream: entry.stream.clone(),
+                version: entry.version,
+                event_type: entry.event_type.to_string(),
+                schema_version: entry.schema_version,
+                source,
+            })
+        })
+    }
+
+    /// `entry` as reads give it: personal fields opened (or `null`, forgotten).
+    fn opened(&self, entry: &Entry) -> RecordedEvent {
+        entry.record(entry.opened_payload(|s| self.keys.get(s)))
     }
 }
 
@@ -181,17 +315,20 @@ impl InMemoryStore {
         // Each part's outcome when it is a replay, or the version it appends after.
         let mut plans: Vec<Result<Appended, u64>> = Vec::with_capacity(parts.len());
         let mut versions: HashMap<&StreamId, u64> = HashMap::new();
-        let mut fresh = HashSet::new();
+        let mut ids_seen = HashSet::new();
+        let several = parts.iter().map(|p| p.events.len()).sum::<usize>() > 1;
         for StreamAppend {
             stream,
             expected,
             events,
         } in &parts
         {
-            let actual = versions
-                .get(stream)
-                .copied()
-                .unwrap_or_else(|| state.streams.get(stream).map_or(0, |v| to_u64(v.len())));
+            let actual = versions.get(stream).copied().unwrap_or_else(|| {
+                state
+                    .streams
+                    .get(stream)
+                    .map_or(0, |s| to_u64(s.indices.len()))
+            });
             // A retry of an append that already landed gets its original outcome.
             if let Some(first) = events.first()
                 && state.event_ids.contains_key(&first.event_id)
@@ -221,20 +358,25 @@ impl InMemoryStore {
                 });
             }
             for e in events {
-                if state.event_ids.contains_key(&e.event_id) || !fresh.insert(e.event_id) {
+                // One event alone cannot repeat an id of its own append: no set to build.
+                if state.event_ids.contains_key(&e.event_id)
+                    || (several && !ids_seen.insert(e.event_id))
+                {
                     return Err(StoreError::DuplicateEventId {
                         event_id: e.event_id,
                     });
                 }
             }
-            versions.insert(stream, actual + to_u64(events.len()));
+            if parts.len() > 1 {
+                versions.insert(stream, actual + to_u64(events.len()));
+            }
             plans.push(Err(actual));
         }
         // Validated. The new records, at the positions they will take, personal fields
         // sealed (keys made for new subjects are kept only if the append lands).
         let mut new_keys: HashMap<String, SubjectKey> = HashMap::new();
         let mut outcomes = Vec::with_capacity(parts.len());
-        let mut fresh_records: Vec<Arc<RecordedEvent>> = Vec::new();
+        let mut fresh: Vec<Entry> = Vec::new();
         for (part, plan) in parts.into_iter().zip(plans) {
             let actual = match plan {
                 Ok(replayed) => {
@@ -245,10 +387,10 @@ impl InMemoryStore {
             };
             let StreamAppend { stream, events, .. } = part;
             let mut positions = Vec::with_capacity(events.len());
-            for (version, e) in (actual + 1..).zip(events) {
-                let index = state.log.len() + fresh_records.len();
+            for (version, mut e) in (actual + 1..).zip(events) {
+                let index = state.log.len() + fresh.len();
                 let position = Position::new(0, to_u64(index) + 1);
-                let mut payload = e.payload;
+                let mut payload = std::mem::take(&mut e.payload);
                 let subjects = personal::subjects_to_seal(&payload);
                 if !subjects.is_empty() {
                     for subject in subjects {
@@ -264,17 +406,14 @@ impl InMemoryStore {
                         }
                     })?;
                 }
-                fresh_records.push(Arc::new(RecordedEvent {
-                    position,
-                    stream: stream.clone(),
+                fresh.push(Entry::new(
+                    &stream,
                     version,
-                    event_id: e.event_id,
-                    event_type: e.event_type,
-                    schema_version: e.schema_version,
-                    payload,
-                    metadata: e.metadata,
+                    position,
                     recorded_at,
-                }));
+                    e,
+                    &payload,
+                ));
                 positions.push(position);
             }
             outcomes.push(Appended {
@@ -288,15 +427,11 @@ impl InMemoryStore {
         let staged = if state.inline.is_empty() {
             Vec::new()
         } else {
-            let opened: Vec<Arc<RecordedEvent>> = fresh_records
+            let opened: Vec<Arc<RecordedEvent>> = fresh
                 .iter()
-                .map(|r| {
-                    let mut copy = RecordedEvent::clone(r);
-                    personal::open(&mut copy.payload, |s| {
-                        new_keys.get(s).or_else(|| state.keys.get(s))
-                    })
-                    .ok();
-                    Arc::new(copy)
+                .map(|entry| {
+                    let keys = |s: &str| new_keys.get(s).or_else(|| state.keys.get(s));
+                    Arc::new(entry.record(entry.opened_payload(keys)))
                 })
                 .collect();
             state
@@ -316,14 +451,15 @@ impl InMemoryStore {
             event_ids,
             ..
         } = &mut *state;
-        for record in fresh_records {
+        for entry in fresh {
             let index = log.len();
-            event_ids.insert(record.event_id, index);
+            event_ids.insert(entry.event_id, index);
             streams
-                .entry(record.stream.clone())
+                .entry(entry.stream.clone())
                 .or_default()
+                .indices
                 .push(index);
-            log.push(record);
+            log.push(entry);
         }
         let head = log.len();
         drop(state);
@@ -396,12 +532,17 @@ impl EventStore for InMemoryStore {
         let store = self.clone();
         let stream = stream.clone();
         // Up to the stream's version now: events appended during the read are not included.
-        let end = self.inner.read().streams.get(&stream).map_or(0, Vec::len);
+        let end = self
+            .inner
+            .read()
+            .streams
+            .get(&stream)
+            .map_or(0, |s| s.indices.len());
         // Versions start at 1; `from` 0 reads from the first event too.
         let mut next = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
         batched(move || {
             let state = store.inner.read();
-            let Some(indices) = state.streams.get(&stream) else {
+            let Some(StreamLog { indices, .. }) = state.streams.get(&stream) else {
                 return Vec::new();
             };
             let batch: Vec<_> = indices
@@ -462,6 +603,71 @@ impl EventStore for InMemoryStore {
         .flat_map(|batch| stream::iter(batch.into_iter().map(Ok)))
     }
 
+    fn fold_decoded<E: EventSet>(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        fold: &mut dyn FnMut(Decoded<'_, E>) -> bool,
+    ) -> Option<Result<(), Box<CorruptEvent>>> {
+        // Versions start at 1; `from` 0 folds from the first event too.
+        let mut next = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
+        loop {
+            let state = self.inner.read();
+            let Some(log) = state.streams.get(stream) else {
+                return Some(Ok(()));
+            };
+            let end = log.indices.len().min(next.saturating_add(FOLD_BATCH));
+            if next >= end {
+                return Some(Ok(()));
+            }
+            let mut slot = log.kept.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut kept = Kept::<E>::reaching(&mut slot, next);
+            for (index, &at) in (next..end).zip(&log.indices[next..end]) {
+                if let Some(kept) = kept.as_deref_mut()
+                    && index == kept.first + kept.events.len()
+                {
+                    let entry = &state.log[at];
+                    let event = if entry.sealed {
+                        None
+                    } else {
+                        match state.decode::<E>(entry) {
+                            Ok(event) => Some(event),
+                            Err(corrupt) => return Some(Err(corrupt)),
+                        }
+                    };
+                    kept.events.push((entry.recorded_at, event));
+                }
+                // Versions count from 1: index + 1 (the log's entry is not even read).
+                let version = to_u64(index) + 1;
+                let more = match kept
+                    .as_deref()
+                    .and_then(|kept| kept.events.get(index.wrapping_sub(kept.first)))
+                {
+                    Some((recorded_at, Some(event))) => fold(Decoded {
+                        version,
+                        recorded_at: *recorded_at,
+                        event,
+                    }),
+                    _ => {
+                        let entry = &state.log[at];
+                        match state.decode::<E>(entry) {
+                            Ok(event) => fold(Decoded {
+                                version,
+                                recorded_at: entry.recorded_at,
+                                event: &event,
+                            }),
+                            Err(corrupt) => return Some(Err(corrupt)),
+                        }
+                    }
+                };
+                if !more {
+                    return Some(Ok(()));
+                }
+            }
+            next = end;
+        }
+    }
+
     async fn load_snapshot(
         &self,
         stream: &StreamId,
@@ -483,9 +689,10 @@ impl EventStore for InMemoryStore {
                 .log
                 .iter()
                 .filter(|r| {
-                    personal::sealed_subjects(&r.payload)
-                        .iter()
-                        .any(|s| s == subject)
+                    r.sealed
+                        && personal::sealed_subjects(&r.stored_payload())
+                            .iter()
+                            .any(|s| s == subject)
                 })
                 .map(|r| r.stream.clone())
                 .collect()
@@ -521,7 +728,7 @@ impl EventStore for InMemoryStore {
             .read()
             .streams
             .get(stream)
-            .map_or(0, |v| to_u64(v.len())))
+            .map_or(0, |v| to_u64(v.indices.len())))
     }
 
     async fn find_event(
@@ -535,7 +742,7 @@ impl EventStore for InMemoryStore {
             .get(&event_id)
             .map(|&i| &state.log[i])
             .filter(|e| e.stream == *stream)
-            .map(|e| RecordedEvent::clone(e)))
+            .map(|e| e.record(e.stored_payload())))
     }
 }
 

@@ -109,12 +109,13 @@ enum Until {
 }
 
 impl Until {
-    /// Whether `record` is past what the load folds.
-    fn past(self, record: &RecordedEvent) -> bool {
+    /// Whether the event at `version`, recorded at `recorded_at`, is past what the load
+    /// folds.
+    fn past(self, version: u64, recorded_at: DateTime<Utc>) -> bool {
         match self {
             Self::End => false,
-            Self::Version(v) => record.version > v,
-            Self::Time(t) => record.recorded_at > t,
+            Self::Version(v) => version > v,
+            Self::Time(t) => recorded_at > t,
         }
     }
 }
@@ -180,6 +181,8 @@ pub struct Repository<A, S> {
     retries: u32,
     /// The aggregates kept between commands (`with_cache`), shared by clones.
     cache: Option<Arc<Cache<A>>>,
+    /// `A::NAME`, shared by every stream id the repository makes.
+    category: Arc<str>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -200,6 +203,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             store: self.store.clone(),
             retries: self.retries,
             cache: self.cache.clone(),
+            category: Arc::clone(&self.category),
             _aggregate: PhantomData,
         }
     }
@@ -223,6 +227,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             store,
             retries: 0,
             cache: None,
+            category: Arc::from(A::NAME),
             _aggregate: PhantomData,
         }
     }
@@ -286,7 +291,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// The stream of the aggregate with this id: `"{A::NAME}-{id}"`.
     pub fn stream_id(&self, id: &A::Id) -> StreamId {
-        StreamId::new(A::NAME, id.to_string())
+        StreamId::in_category(&self.category, &id.to_string())
     }
 
     /// Folds the aggregate's stream into its state.
@@ -353,13 +358,16 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             // snapshot is old enough.
             let mut records = std::pin::pin!(self.store.read_stream(stream, version));
             match records.try_next().await? {
-                Some(first) if first.version == version && !until.past(&first) => {
+                Some(first)
+                    if first.version == version && !until.past(version, first.recorded_at) =>
+                {
                     let mut loaded = Loaded {
                         state,
                         version,
                         snapshot: Some(version),
                     };
-                    Self::fold_records(&mut loaded, records, until).await?;
+                    self.fold_from(&mut loaded, stream, version + 1, until)
+                        .await?;
                     return Ok(loaded);
                 }
                 Some(first) if first.version == version => {}
@@ -375,21 +383,35 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             version: 0,
             snapshot: None,
         };
-        let records = std::pin::pin!(self.store.read_stream(stream, 1));
-        Self::fold_records(&mut loaded, records, until).await?;
+        self.fold_from(&mut loaded, stream, 1, until).await?;
         Ok(loaded)
     }
 
-    async fn fold_records<R>(
+    /// Folds the events of `stream` from version `from` up to `until` into `loaded`: lent
+    /// by the store if it keeps them decoded, else read and decoded here.
+    async fn fold_from(
+        &self,
         loaded: &mut Loaded<A>,
-        mut records: std::pin::Pin<&mut R>,
+        stream: &StreamId,
+        from: u64,
         until: Until,
-    ) -> Result<(), Error<A::Error>>
-    where
-        R: Stream<Item = Result<RecordedEvent, StoreError>>,
-    {
+    ) -> Result<(), Error<A::Error>> {
+        let lent = self
+            .store
+            .fold_decoded::<A::Event>(stream, from, &mut |decoded| {
+                if until.past(decoded.version, decoded.recorded_at) {
+                    return false;
+                }
+                loaded.state.apply(decoded.event);
+                loaded.version = decoded.version;
+                true
+            });
+        if let Some(folded) = lent {
+            return folded.map_err(Error::Corrupt);
+        }
+        let mut records = std::pin::pin!(self.store.read_stream(stream, from));
         while let Some(record) = records.try_next().await? {
-            if until.past(&record) {
+            if until.past(record.version, record.recorded_at) {
                 break;
             }
             let envelope = decode::<A::Event>(record)?;

@@ -4,7 +4,7 @@
 //! the in-memory store runs on PostgreSQL too.
 
 use super::{NewEvent, StoreError};
-use crate::envelope::StreamId;
+use crate::envelope::{Metadata, StreamId};
 
 /// The deepest JSON a payload or a metadata document may nest, counting the top-level object
 /// as 1: serde_json reads back at most this many levels, so anything deeper could be written
@@ -65,7 +65,6 @@ pub fn check_storable(stream: &StreamId, events: &[NewEvent]) -> Result<(), Stor
         return Err(unstorable(problem));
     }
     for event in events {
-        let name = event.event_type.replace('\0', "\\0");
         let problem = if event.event_type.contains('\0') {
             Some(("stored name", "holds a NUL character (\\u0000)"))
         } else if event.event_type.len() > MAX_NAME_BYTES {
@@ -73,15 +72,15 @@ pub fn check_storable(stream: &StreamId, events: &[NewEvent]) -> Result<(), Stor
         } else if let Some(p) = json_problem(&event.payload, 1) {
             Some(("payload", p))
         } else {
-            let metadata = serde_json::to_value(&event.metadata).map_err(|e| {
-                unstorable(format!(
-                    "the metadata of event `{name}` does not serialize: {e}"
-                ))
-            })?;
-            json_problem(&metadata, 1).map(|p| ("metadata", p))
+            metadata_problem(&event.metadata).map(|p| ("metadata", p))
         };
         if let Some((part, problem)) = problem {
-            let shown: String = name.chars().take(64).collect();
+            let shown: String = event
+                .event_type
+                .replace('\0', "\\0")
+                .chars()
+                .take(64)
+                .collect();
             return Err(unstorable(format!(
                 "the {part} of event `{shown}` ({}) {problem}",
                 event.event_id
@@ -91,10 +90,34 @@ pub fn check_storable(stream: &StreamId, events: &[NewEvent]) -> Result<(), Stor
     Ok(())
 }
 
+/// Why this metadata, stored as a JSON object, cannot be kept exactly: what
+/// [`json_problem`] finds in its serialized form, found without serializing it (the ids are
+/// UUIDs; the actor is a string; a free key-value sits at depth 3).
+fn metadata_problem(metadata: &Metadata) -> Option<&'static str> {
+    // Every field named, so a new one cannot be left unchecked.
+    let Metadata {
+        correlation_id: _,
+        causation_id: _,
+        actor,
+        extra,
+    } = metadata;
+    if actor.as_deref().is_some_and(|a| a.contains('\0')) {
+        return Some(NUL);
+    }
+    extra.iter().find_map(|(key, value)| {
+        if key.contains('\0') {
+            Some(NUL)
+        } else {
+            json_problem(value, 3)
+        }
+    })
+}
+
+const NUL: &str = "holds a NUL character (\\u0000), which PostgreSQL cannot store";
+
 /// Why this JSON (at nesting `depth`, the top level being 1) cannot be kept exactly.
 fn json_problem(value: &serde_json::Value, depth: usize) -> Option<&'static str> {
     use serde_json::Value;
-    const NUL: &str = "holds a NUL character (\\u0000), which PostgreSQL cannot store";
     let container = matches!(value, Value::Array(_) | Value::Object(_));
     if container && depth > MAX_JSON_DEPTH {
         return Some("nests deeper than 127 levels, which serde_json cannot read back");
@@ -137,6 +160,33 @@ mod tests {
         assert!(serde_json::from_str::<serde_json::Value>(&past).is_err());
         assert_eq!(json_problem(&nested(MAX_JSON_DEPTH), 1), None);
         assert!(json_problem(&nested(MAX_JSON_DEPTH + 1), 1).is_some());
+    }
+
+    #[test]
+    fn metadata_is_checked_as_its_serialized_form_would_be() {
+        let cases = [
+            Metadata::default(),
+            Metadata::default().actor("teller\0"),
+            Metadata::default()
+                .actor("teller")
+                .with("channel", "branch"),
+            Metadata::default().with("k\0", 1),
+            Metadata::default().with("zero", json!(-0.0)),
+            Metadata::default().with("deep", nested(MAX_JSON_DEPTH - 2)),
+            Metadata::default().with("deeper", nested(MAX_JSON_DEPTH - 1)),
+        ];
+        for metadata in cases {
+            let serialized = serde_json::to_value(&metadata).unwrap();
+            assert_eq!(
+                metadata_problem(&metadata),
+                json_problem(&serialized, 1),
+                "{metadata:?}"
+            );
+        }
+        assert!(
+            metadata_problem(&Metadata::default().with("deeper", nested(MAX_JSON_DEPTH - 1)))
+                .is_some()
+        );
     }
 
     #[test]

@@ -107,6 +107,19 @@ impl Delivery {
     }
 }
 
+/// An event of a stream as [`EventStore::fold_decoded`] lends it: read as the events `E`,
+/// with its version and time, borrowed from the store.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Decoded<'a, E> {
+    /// Its version in the stream.
+    pub version: u64,
+    /// When the store recorded it.
+    pub recorded_at: DateTime<Utc>,
+    /// The event, as today's type (upcast if it was stored older).
+    pub event: &'a E,
+}
+
 /// A stored event as the store returns it.
 #[derive(Clone, PartialEq, Debug)]
 pub struct RecordedEvent {
@@ -333,6 +346,29 @@ pub trait EventStore: Clone + Send + Sync + 'static {
                 }
             })
         })
+    }
+
+    /// For a store that keeps events decoded (the in-memory store): hands the events of
+    /// `stream` from version `from` on, read as `E`, to `fold` in order, until it returns
+    /// `false` or the stream ends, without copying them. Events appended meanwhile may or
+    /// may not be included. `None` (the default) when the store does not keep them: the
+    /// caller reads [`EventStore::read_stream`] and decodes. The repository loads through
+    /// it.
+    ///
+    /// `fold` may run while the store holds a lock: it must not call the store.
+    ///
+    /// # Errors
+    ///
+    /// [`CorruptEvent`](crate::CorruptEvent) naming the first event that does not read as
+    /// `E`; `fold` has then been handed every event before it.
+    fn fold_decoded<E: crate::EventSet>(
+        &self,
+        stream: &StreamId,
+        from: u64,
+        fold: &mut dyn FnMut(Decoded<'_, E>) -> bool,
+    ) -> Option<Result<(), Box<crate::CorruptEvent>>> {
+        let _ = (stream, from, fold);
+        None
     }
 
     /// The stream's current version (0 when it has no event).

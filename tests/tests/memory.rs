@@ -1,0 +1,110 @@
+//! The in-memory store keeps each event decoded by the first load that read it: later loads
+//! fold it without decoding it again, and a stream read by two aggregates with different
+//! event types reads right for both.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use es_core::prelude::*;
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// How many `Counted` payloads were deserialized.
+static DECODED: AtomicUsize = AtomicUsize::new(0);
+
+fn counted<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    DECODED.fetch_add(1, Ordering::SeqCst);
+    u32::deserialize(d)
+}
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "Counted")]
+struct Counted {
+    #[serde(deserialize_with = "counted")]
+    by: u32,
+}
+
+#[derive(Command, Serialize, Deserialize, Clone, Debug)]
+struct Count {
+    by: u32,
+}
+
+#[derive(Debug)]
+struct Never;
+
+#[derive(Aggregate, Default)]
+#[aggregate(name = "tally", error = Never)]
+struct Tally {
+    total: u32,
+    seen: u32,
+}
+
+#[aggregate_impl]
+impl Tally {
+    #[command]
+    fn count(&self, cmd: Count) -> Result<Counted, Never> {
+        Ok(Counted { by: cmd.by })
+    }
+
+    #[apply]
+    fn counted(&mut self, e: &Counted) {
+        self.total += e.by;
+        self.seen += 1;
+    }
+}
+
+/// The same stored events, read as another type: `Counted` with a wider field.
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "Counted")]
+struct CountedWide {
+    by: u64,
+}
+
+#[derive(Aggregate, Default)]
+#[aggregate(name = "tally", error = Never)]
+struct WideTally {
+    total: u64,
+}
+
+#[aggregate_impl]
+impl WideTally {
+    #[apply]
+    fn counted(&mut self, e: &CountedWide) {
+        self.total += e.by;
+    }
+}
+
+#[tokio::test]
+async fn a_load_decodes_each_event_once_and_two_event_types_read_one_stream() {
+    let store = InMemoryStore::new();
+    let tallies = Repository::<Tally, _>::new(store.clone());
+    let wide = Repository::<WideTally, _>::new(store.clone());
+    let id = uuid::Uuid::now_v7();
+    for by in 1..=3 {
+        tallies.execute(&id, Count { by }).await.expect("count");
+    }
+    // Each command loaded the events before it; every one was decoded once.
+    assert_eq!(DECODED.load(Ordering::SeqCst), 2, "events 1 and 2");
+    let loaded = tallies.load(&id).await.expect("load");
+    assert_eq!(
+        (loaded.version, loaded.state.total, loaded.state.seen),
+        (3, 6, 3)
+    );
+    assert_eq!(DECODED.load(Ordering::SeqCst), 3, "only event 3 was new");
+    for _ in 0..3 {
+        assert_eq!(tallies.load(&id).await.expect("load").state.total, 6);
+    }
+    assert_eq!(
+        DECODED.load(Ordering::SeqCst),
+        3,
+        "later loads decode nothing"
+    );
+
+    // Another aggregate over the same stream reads its own type, not the one kept.
+    let read = wide.load(&id).await.expect("wide load");
+    assert_eq!((read.version, read.state.total), (3, 6));
+    let loaded = tallies.load(&id).await.expect("load again");
+    assert_eq!((loaded.state.total, loaded.state.seen), (6, 3));
+    // Up to a version, from what is kept.
+    let at = tallies.load_at(&id, 2).await.expect("load at 2");
+    assert_eq!((at.version, at.state.total), (2, 3));
+    assert_eq!(DECODED.load(Ordering::SeqCst), 3);
+}
