@@ -135,10 +135,22 @@ fn decode(
     Ok(record)
 }
 
+/// The stream of a row: the one of the row this thread decoded before, when it is the same
+/// (a stream's rows then share one id, counted, not copied), or a new one.
+fn row_stream(category: &str, id: &str) -> StreamId {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<StreamId>> = const { std::cell::RefCell::new(None) };
+    }
+    LAST.with_borrow_mut(|last| match last {
+        Some(stream) if stream.category() == category && stream.id() == id => stream.clone(),
+        _ => last.insert(StreamId::new(category, id)).clone(),
+    })
+}
+
 fn decode_sealed(row: &PgRow, key: &RowKey) -> Result<RecordedEvent, StoreError> {
-    let category: String = row.try_get(col::CATEGORY).map_err(backend)?;
-    let stream_id: String = row.try_get(col::STREAM_ID).map_err(backend)?;
-    let stream = StreamId::new(category, stream_id);
+    let category: &str = row.try_get(col::CATEGORY).map_err(backend)?;
+    let stream_id: &str = row.try_get(col::STREAM_ID).map_err(backend)?;
+    let stream = row_stream(category, stream_id);
     let version = key.version.and_then(|v| u64::try_from(v).ok());
     let corrupt = |reason: String| StoreError::Corrupt {
         stream: stream.clone(),
