@@ -85,7 +85,7 @@ fn main() {
             for id in &ids {
                 cached.execute(id, Deposit { amount: 1 }).await.expect("warm");
             }
-            let fast = rate(&cached, &ids, (40_000 / aggregates).max(2)).await;
+            let fast = rate(&cached, &ids, (200_000 / aggregates).max(2)).await;
             println!(
                 "| {size} | {aggregates} | {slow:.0} | {fast:.0} | {:.1} |",
                 fast / slow

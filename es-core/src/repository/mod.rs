@@ -194,8 +194,9 @@ struct Cached<A> {
     snapshot: Option<u64>,
 }
 
-/// The most recently used aggregates, by stream; bounded by count.
-type Cache<A> = Mutex<lru::LruCache<StreamId, Cached<A>>>;
+/// The most recently used aggregates, by stream; bounded by count. Hashed with foldhash's
+/// seeded quality hasher: stream ids come from callers, so not a fixed-key one.
+type Cache<A> = Mutex<lru::LruCache<StreamId, Cached<A>, foldhash::quality::RandomState>>;
 
 impl<A, S: Clone> Clone for Repository<A, S> {
     fn clone(&self) -> Self {
@@ -244,8 +245,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// `capacity` of 0 keeps nothing.
     #[must_use]
     pub fn with_cache(mut self, capacity: usize) -> Self {
-        self.cache = std::num::NonZeroUsize::new(capacity)
-            .map(|c| Arc::new(Mutex::new(lru::LruCache::new(c))));
+        self.cache = std::num::NonZeroUsize::new(capacity).map(|c| {
+            Arc::new(Mutex::new(lru::LruCache::with_hasher(
+                c,
+                foldhash::quality::RandomState::default(),
+            )))
+        });
         self
     }
 
@@ -816,6 +821,8 @@ fn positive_zeros(value: &mut serde_json::Value) {
 
 /// The cache, even after a panic while it was held (it holds no invariant a panic breaks:
 /// an entry is whole or absent).
-fn lock<A>(cache: &Cache<A>) -> MutexGuard<'_, lru::LruCache<StreamId, Cached<A>>> {
+fn lock<A>(
+    cache: &Cache<A>,
+) -> MutexGuard<'_, lru::LruCache<StreamId, Cached<A>, foldhash::quality::RandomState>> {
     cache.lock().unwrap_or_else(PoisonError::into_inner)
 }
