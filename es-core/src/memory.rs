@@ -37,7 +37,15 @@ const FOLD_BATCH: usize = 4096;
 /// Appends take a write lock for the few microseconds they need; positions are `0.n` with
 /// `n` counting from 1 in append order, so the global log has no late commits. Each stream
 /// keeps only indices into the log: appending is O(events appended) and reading a stream
-/// copies out the records read, batch by batch, never the whole stream at once.
+/// copies out the records read, batch by batch, never the whole stream at once. Payloads are
+/// kept as JSON text and parsed by each read.
+///
+/// A [`Repository`](crate::Repository) load does not read records: each stream keeps its
+/// events decoded as the first load read them ([`EventStore::fold_decoded`]), and later loads
+/// fold them in place, with no copy and no JSON. Events with sealed personal fields are the
+/// exception: they are decoded afresh by every load, so they read as forgotten once their
+/// subject is. A stream read as two different event types keeps the first and decodes the
+/// other afresh.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
