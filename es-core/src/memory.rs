@@ -130,7 +130,10 @@ impl Entry {
             event_id: event.event_id,
             event_type: event.event_type.into_boxed_str(),
             schema_version: event.schema_version,
-            payload: payload.to_string().into_boxed_str(),
+            // A `Value` always serializes.
+            payload: serde_json::to_string(payload)
+                .unwrap_or_else(|_| payload.to_string())
+                .into_boxed_str(),
             sealed: personal::is_sealed(payload),
             metadata: event.metadata,
             recorded_at,
