@@ -17,8 +17,8 @@ use crate::position::Position;
 use crate::projection::Checkpoints;
 use crate::store::personal::{self, SubjectKey};
 use crate::store::{
-    Appended, Decoded, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError,
-    StreamAppend, check_storable, replayed_append,
+    Appended, Decoded, EventStore, ExpectedVersion, FoldStep, NewEvent, RecordedEvent, Snapshot,
+    StoreError, StreamAppend, check_storable, replayed_append,
 };
 
 /// The hasher of the store's own maps, keyed by what appends bring: seeded per process, and
@@ -193,8 +193,9 @@ struct StreamLog {
 }
 
 /// A run of a stream's events decoded as `E`: the one at index `first` (version `first + 1`)
-/// and those after it. `None` for an event with sealed personal fields: every load decodes
-/// it afresh, so it reads as forgotten once its key is gone.
+/// and those after it, each with its time. `None` for an event not decoded yet (a fold went
+/// past it) and for one with sealed personal fields: every load decodes that one afresh, so
+/// it reads as forgotten once its key is gone.
 struct Kept<E> {
     first: usize,
     /// Each event's time, and the event.
@@ -628,61 +629,76 @@ impl EventStore for InMemoryStore {
         &self,
         stream: &StreamId,
         from: u64,
-        fold: &mut dyn FnMut(Decoded<'_, E>) -> bool,
+        step: &mut dyn FnMut(u64, DateTime<Utc>) -> FoldStep,
+        fold: &mut dyn FnMut(Decoded<'_, E>),
     ) -> Option<Result<(), Box<CorruptEvent>>> {
         // Versions start at 1; `from` 0 folds from the first event too.
         let mut next = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
+        // Up to the stream's version now: events appended during the fold are not included.
+        let mut last = None;
         loop {
             let state = self.inner.read();
             let Some(log) = state.streams.get(stream) else {
                 return Some(Ok(()));
             };
-            let end = log.indices.len().min(next.saturating_add(FOLD_BATCH));
+            let last = *last.get_or_insert(log.indices.len());
+            let end = last.min(next.saturating_add(FOLD_BATCH));
             if next >= end {
                 return Some(Ok(()));
             }
             let mut slot = log.kept.lock().unwrap_or_else(PoisonError::into_inner);
             let mut kept = Kept::<E>::reaching(&mut slot, next);
             for (index, &at) in (next..end).zip(&log.indices[next..end]) {
+                let entry = &state.log[at];
+                // The run grows by each event it reaches, decoded only when taken below.
                 if let Some(kept) = kept.as_deref_mut()
                     && index == kept.first + kept.events.len()
                 {
-                    let entry = &state.log[at];
-                    let event = if entry.sealed {
-                        None
-                    } else {
-                        match state.decode::<E>(entry) {
-                            Ok(event) => Some(event),
-                            Err(corrupt) => return Some(Err(corrupt)),
-                        }
-                    };
-                    kept.events.push((entry.recorded_at, event));
+                    kept.events.push((entry.recorded_at, None));
                 }
-                // Versions count from 1: index + 1 (the log's entry is not even read).
+                let place = kept.as_deref().and_then(|kept| {
+                    let place = index.checked_sub(kept.first)?;
+                    (place < kept.events.len()).then_some(place)
+                });
+                let recorded_at = match (kept.as_deref(), place) {
+                    (Some(kept), Some(place)) => kept.events[place].0,
+                    _ => entry.recorded_at,
+                };
+                // Versions count from 1: index + 1.
                 let version = to_u64(index) + 1;
-                let more = match kept
-                    .as_deref()
-                    .and_then(|kept| kept.events.get(index.wrapping_sub(kept.first)))
+                match step(version, recorded_at) {
+                    FoldStep::Take => {}
+                    FoldStep::Skip => continue,
+                    FoldStep::Stop => return Some(Ok(())),
+                }
+                // Kept decoded unless sealed (it must read as forgotten once its key is gone).
+                if let (Some(kept), Some(place)) = (kept.as_deref_mut(), place)
+                    && kept.events[place].1.is_none()
+                    && !entry.sealed
                 {
-                    Some((recorded_at, Some(event))) => fold(Decoded {
+                    match state.decode::<E>(entry) {
+                        Ok(event) => kept.events[place].1 = Some(event),
+                        Err(corrupt) => return Some(Err(corrupt)),
+                    }
+                }
+                match kept
+                    .as_deref()
+                    .zip(place)
+                    .and_then(|(kept, place)| kept.events[place].1.as_ref())
+                {
+                    Some(event) => fold(Decoded {
                         version,
-                        recorded_at: *recorded_at,
+                        recorded_at,
                         event,
                     }),
-                    _ => {
-                        let entry = &state.log[at];
-                        match state.decode::<E>(entry) {
-                            Ok(event) => fold(Decoded {
-                                version,
-                                recorded_at: entry.recorded_at,
-                                event: &event,
-                            }),
-                            Err(corrupt) => return Some(Err(corrupt)),
-                        }
-                    }
-                };
-                if !more {
-                    return Some(Ok(()));
+                    None => match state.decode::<E>(entry) {
+                        Ok(event) => fold(Decoded {
+                            version,
+                            recorded_at,
+                            event: &event,
+                        }),
+                        Err(corrupt) => return Some(Err(corrupt)),
+                    },
                 }
             }
             next = end;

@@ -13,7 +13,9 @@ use crate::codec::{CorruptEvent, EncodeError, json_kind};
 use crate::envelope::{Envelope, Metadata, StreamId};
 use crate::model::{Aggregate, EventSet};
 use crate::position::Position;
-use crate::store::{EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError};
+use crate::store::{
+    EventStore, ExpectedVersion, FoldStep, NewEvent, RecordedEvent, Snapshot, StoreError,
+};
 
 mod caused;
 mod claims;
@@ -118,6 +120,17 @@ impl Until {
             Self::Time(t) => recorded_at > t,
         }
     }
+}
+
+/// Whether a fold from a snapshot found the snapshot's own event.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Anchor {
+    /// There, and not past the load's limit (or no snapshot to check).
+    Found,
+    /// There, but past the load's limit: the snapshot is too new for it.
+    Late,
+    /// Not there.
+    Missing,
 }
 
 /// What an executed command did.
@@ -358,25 +371,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// snapshot version, not past `until`), or from the start.
     async fn fold(&self, stream: &StreamId, until: Until) -> Result<Loaded<A>, Error<A::Error>> {
         if let Some((state, version)) = self.snapshot(stream, until).await {
-            // Read from the snapshot's own event: it must be there (a snapshot past the
+            let mut loaded = Loaded {
+                state,
+                version,
+                snapshot: Some(version),
+            };
+            // Fold from the snapshot's own event: it must be there (a snapshot past the
             // stream is not this stream's), and its time tells `load_as_of` whether the
-            // snapshot is old enough.
-            let mut records = std::pin::pin!(self.store.read_stream(stream, version));
-            match records.try_next().await? {
-                Some(first)
-                    if first.version == version && !until.past(version, first.recorded_at) =>
-                {
-                    let mut loaded = Loaded {
-                        state,
-                        version,
-                        snapshot: Some(version),
-                    };
-                    self.fold_from(&mut loaded, stream, version + 1, until)
-                        .await?;
-                    return Ok(loaded);
-                }
-                Some(first) if first.version == version => {}
-                _ => tracing::warn!(
+            // snapshot is old enough. It is in the state already: checked, not applied.
+            match self
+                .fold_from(&mut loaded, stream, version, until, Some(version))
+                .await?
+            {
+                Anchor::Found => return Ok(loaded),
+                Anchor::Late => {}
+                Anchor::Missing => tracing::warn!(
                     stream = %stream,
                     version,
                     "a snapshot is past its stream's end; replaying the stream"
@@ -388,42 +397,70 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             version: 0,
             snapshot: None,
         };
-        self.fold_from(&mut loaded, stream, 1, until).await?;
+        self.fold_from(&mut loaded, stream, 1, until, None).await?;
         Ok(loaded)
     }
 
     /// Folds the events of `stream` from version `from` up to `until` into `loaded`: lent
-    /// by the store if it keeps them decoded, else read and decoded here.
+    /// by the store if it keeps them decoded, else read and decoded here. With an `anchor`
+    /// (a snapshot's version, `from` itself), the first event is checked, not applied: the
+    /// fold goes on only if it is there and not past `until`. Nothing past `until` is
+    /// decoded.
     async fn fold_from(
         &self,
         loaded: &mut Loaded<A>,
         stream: &StreamId,
         from: u64,
         until: Until,
-    ) -> Result<(), Error<A::Error>> {
+        anchor: Option<u64>,
+    ) -> Result<Anchor, Error<A::Error>> {
+        let mut found = if anchor.is_some() {
+            Anchor::Missing
+        } else {
+            Anchor::Found
+        };
+        let mut step = |version: u64, recorded_at: DateTime<Utc>| {
+            if found == Anchor::Missing {
+                // The first event, checked against the snapshot.
+                if anchor != Some(version) {
+                    return FoldStep::Stop;
+                }
+                if until.past(version, recorded_at) {
+                    found = Anchor::Late;
+                    return FoldStep::Stop;
+                }
+                found = Anchor::Found;
+                return FoldStep::Skip;
+            }
+            if until.past(version, recorded_at) {
+                FoldStep::Stop
+            } else {
+                FoldStep::Take
+            }
+        };
         let lent = self
             .store
-            .fold_decoded::<A::Event>(stream, from, &mut |decoded| {
-                if until.past(decoded.version, decoded.recorded_at) {
-                    return false;
-                }
+            .fold_decoded::<A::Event>(stream, from, &mut step, &mut |decoded| {
                 loaded.state.apply(decoded.event);
                 loaded.version = decoded.version;
-                true
             });
-        if let Some(folded) = lent {
-            return folded.map_err(Error::Corrupt);
-        }
-        let mut records = std::pin::pin!(self.store.read_stream(stream, from));
-        while let Some(record) = records.try_next().await? {
-            if until.past(record.version, record.recorded_at) {
-                break;
+        match lent {
+            Some(folded) => folded.map_err(Error::Corrupt)?,
+            None => {
+                let mut records = std::pin::pin!(self.store.read_stream(stream, from));
+                while let Some(record) = records.try_next().await? {
+                    match step(record.version, record.recorded_at) {
+                        FoldStep::Take => {}
+                        FoldStep::Skip => continue,
+                        FoldStep::Stop => break,
+                    }
+                    let envelope = decode::<A::Event>(record)?;
+                    loaded.state.apply(&envelope.event);
+                    loaded.version = envelope.version;
+                }
             }
-            let envelope = decode::<A::Event>(record)?;
-            loaded.state.apply(&envelope.event);
-            loaded.version = envelope.version;
         }
-        Ok(())
+        Ok(found)
     }
 
     /// The newest usable snapshot of `stream`: its state and version. One of another

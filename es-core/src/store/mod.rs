@@ -107,6 +107,18 @@ impl Delivery {
     }
 }
 
+/// What a fold over [`EventStore::fold_decoded`] does with the next event, told its version
+/// and time before the event is decoded.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FoldStep {
+    /// Decode it and hand it to the fold.
+    Take,
+    /// Go past it: not decoded, not handed over.
+    Skip,
+    /// End the fold here.
+    Stop,
+}
+
 /// An event of a stream as [`EventStore::fold_decoded`] lends it: read as the events `E`,
 /// with its version and time, borrowed from the store.
 #[derive(Debug)]
@@ -349,25 +361,28 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     }
 
     /// For a store that keeps events decoded (the in-memory store): hands the events of
-    /// `stream` from version `from` on, read as `E`, to `fold` in order, until it returns
-    /// `false` or the stream ends, without copying them. Events appended meanwhile may or
-    /// may not be included. `None` (the default) when the store does not keep them: the
-    /// caller reads [`EventStore::read_stream`] and decodes. The repository loads through
-    /// it.
+    /// `stream` from version `from` on, read as `E`, to `fold` in order, without copying
+    /// them. Before each event is decoded, `step` is told its version and time and says
+    /// whether to [`FoldStep::Take`] it, [`FoldStep::Skip`] it (it is neither decoded nor
+    /// handed over) or [`FoldStep::Stop`]. The fold ends at the stream's version when it
+    /// began. `None` (the default) when the store does not keep events: the caller reads
+    /// [`EventStore::read_stream`] and decodes. The repository loads through it.
     ///
-    /// `fold` may run while the store holds a lock: it must not call the store.
+    /// `step` and `fold` may run while the store holds a lock: they must not call the
+    /// store.
     ///
     /// # Errors
     ///
-    /// [`CorruptEvent`](crate::CorruptEvent) naming the first event that does not read as
-    /// `E`; `fold` has then been handed every event before it.
+    /// [`CorruptEvent`](crate::CorruptEvent) naming the first taken event that does not
+    /// read as `E`; `fold` has then been handed every taken event before it.
     fn fold_decoded<E: crate::EventSet>(
         &self,
         stream: &StreamId,
         from: u64,
-        fold: &mut dyn FnMut(Decoded<'_, E>) -> bool,
+        step: &mut dyn FnMut(u64, DateTime<Utc>) -> FoldStep,
+        fold: &mut dyn FnMut(Decoded<'_, E>),
     ) -> Option<Result<(), Box<crate::CorruptEvent>>> {
-        let _ = (stream, from, fold);
+        let _ = (stream, from, step, fold);
         None
     }
 

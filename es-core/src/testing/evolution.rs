@@ -34,6 +34,7 @@ macro_rules! evolution_tests {
             unusable_snapshots_are_ignored_and_the_stream_replayed,
             a_failed_snapshot_write_never_fails_the_command,
             load_at_and_load_as_of_fold_a_prefix,
+            a_load_up_to_a_version_or_time_decodes_nothing_past_it,
             history_is_the_audit_log_in_todays_types,
             forgotten_personal_fields_read_as_default_and_everything_keeps_working,
             a_retried_append_of_personal_fields_gets_its_original_outcome,
@@ -645,6 +646,58 @@ where
             "a snapshot only when recorded by then"
         );
     }
+}
+
+/// `load_at` and `load_as_of` stop before the first event past their limit without reading
+/// it: one that no longer decodes there fails only the loads that reach it.
+pub async fn a_load_up_to_a_version_or_time_decodes_nothing_past_it<S>(store: S)
+where
+    S: EventStore + Clone,
+{
+    let ledgers = Repository::<Ledger, _>::new(store.clone());
+    let id = Uuid::now_v7();
+    let mut last = None;
+    for cents in 1..=2 {
+        let done = ledgers
+            .execute(&id, Deposit { cents })
+            .await
+            .expect("deposit");
+        last = Some(done.events[0].recorded_at);
+    }
+    let second = last.expect("two deposits");
+    // Apart by more than the stores' microsecond precision.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    store
+        .append(
+            &stream_of(id),
+            ExpectedVersion::Exact(2),
+            vec![raw("LedgerTeleported", 1, json!({ "cents": 1 }))],
+        )
+        .await
+        .expect("raw append");
+
+    let at = ledgers
+        .load_at(&id, 2)
+        .await
+        .expect("load_at stops before it");
+    assert_eq!((at.version, at.state.cents), (2, sum_to(2)));
+    let as_of = ledgers
+        .load_as_of(&id, second)
+        .await
+        .expect("load_as_of stops before it");
+    assert_eq!((as_of.version, as_of.state.cents), (2, sum_to(2)));
+    match ledgers.load(&id).await {
+        Err(Error::Corrupt(corrupt)) => {
+            assert_eq!(
+                (corrupt.version, corrupt.event_type.as_str()),
+                (3, "LedgerTeleported")
+            );
+        }
+        other => panic!("a load reaching it fails on it, got {other:?}"),
+    }
+    // The same again, after loads that kept the first two decoded.
+    let at = ledgers.load_at(&id, 2).await.expect("load_at again");
+    assert_eq!((at.version, at.state.cents), (2, sum_to(2)));
 }
 
 /// `history` yields every event, in order, with version, time and metadata, old payloads
