@@ -629,8 +629,8 @@ impl EventStore for InMemoryStore {
         &self,
         stream: &StreamId,
         from: u64,
-        step: &mut dyn FnMut(u64, DateTime<Utc>) -> FoldStep,
-        fold: &mut dyn FnMut(Decoded<'_, E>),
+        step: &mut impl FnMut(u64, DateTime<Utc>) -> FoldStep,
+        fold: &mut impl FnMut(Decoded<'_, E>),
     ) -> Option<Result<(), Box<CorruptEvent>>> {
         // Versions start at 1; `from` 0 folds from the first event too.
         let mut next = usize::try_from(from.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -649,6 +649,24 @@ impl EventStore for InMemoryStore {
             let mut slot = log.kept.lock().unwrap_or_else(PoisonError::into_inner);
             let mut kept = Kept::<E>::reaching(&mut slot, next);
             for (index, &at) in (next..end).zip(&log.indices[next..end]) {
+                // Versions count from 1: index + 1.
+                let version = to_u64(index) + 1;
+                // The common case first: kept decoded.
+                if let Some(kept) = kept.as_deref()
+                    && let Some((recorded_at, Some(event))) =
+                        kept.events.get(index.wrapping_sub(kept.first))
+                {
+                    match step(version, *recorded_at) {
+                        FoldStep::Take => fold(Decoded {
+                            version,
+                            recorded_at: *recorded_at,
+                            event,
+                        }),
+                        FoldStep::Skip => {}
+                        FoldStep::Stop => return Some(Ok(())),
+                    }
+                    continue;
+                }
                 let entry = &state.log[at];
                 // The run grows by each event it reaches, decoded only when taken below.
                 if let Some(kept) = kept.as_deref_mut()
@@ -664,8 +682,6 @@ impl EventStore for InMemoryStore {
                     (Some(kept), Some(place)) => kept.events[place].0,
                     _ => entry.recorded_at,
                 };
-                // Versions count from 1: index + 1.
-                let version = to_u64(index) + 1;
                 match step(version, recorded_at) {
                     FoldStep::Take => {}
                     FoldStep::Skip => continue,

@@ -379,8 +379,8 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         &self,
         stream: &StreamId,
         from: u64,
-        step: &mut dyn FnMut(u64, DateTime<Utc>) -> FoldStep,
-        fold: &mut dyn FnMut(Decoded<'_, E>),
+        step: &mut impl FnMut(u64, DateTime<Utc>) -> FoldStep,
+        fold: &mut impl FnMut(Decoded<'_, E>),
     ) -> Option<Result<(), Box<crate::CorruptEvent>>> {
         let _ = (stream, from, step, fold);
         None
