@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::Inner;
 use crate::error::{backend, unique_violation};
 use crate::group::Outcome;
+use crate::held::held;
 use crate::personal;
 use crate::pinned::pinned;
 use crate::read::decode_row;
@@ -223,8 +224,9 @@ async fn lone(
     expected: ExpectedVersion,
     events: &[NewEvent],
 ) -> Result<Appended, StoreError> {
-    let mut conn = inner.pool.acquire().await.map_err(backend)?;
-    let result = append_on(inner, &mut conn, false, true, stream, expected, events).await;
+    let result = held!(inner.held, &inner.pool, |conn| {
+        append_on(inner, conn, false, true, stream, expected, events).await
+    });
     let result = result.map(|(appended, _)| appended);
     if result.as_ref().is_ok_and(|a| !a.positions.is_empty()) {
         inner.wake.appended(!inner.settings.pooled);

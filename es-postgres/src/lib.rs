@@ -82,6 +82,7 @@
 mod append;
 mod error;
 mod group;
+mod held;
 mod listeners;
 mod personal;
 mod pinned;
@@ -161,6 +162,8 @@ struct Inner {
     group: Option<group::Group>,
     /// A streaming replica the global log is read from (`with_replica`).
     replica: Option<PgPool>,
+    /// Connections kept out of the pool for loads and appends, shared by the copies.
+    held: Arc<held::Held>,
 }
 
 impl PostgresStore {
@@ -199,6 +202,7 @@ impl PostgresStore {
                 wake,
                 group: settings.group.map(group::Group::new),
                 replica: None,
+                held: Arc::default(),
             }),
         }
     }
@@ -217,6 +221,7 @@ impl PostgresStore {
                 wake: Arc::clone(&i.wake),
                 group: settings.group.map(group::Group::new),
                 replica: i.replica.clone(),
+                held: Arc::clone(&i.held),
             }),
         }
     }

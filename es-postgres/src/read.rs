@@ -9,14 +9,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use es_core::{Delivery, Metadata, Position, RecordedEvent, StoreError, StreamId};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
-use sqlx::Row;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
+use sqlx::{PgConnection, Row};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::Inner;
 use crate::error::backend;
+use crate::held::held;
 use crate::personal;
 use crate::pinned::pinned;
 
@@ -263,6 +264,35 @@ enum Cursor {
     },
 }
 
+/// One page of `query`'s rows on `conn`: rows until `bound` bytes of payload and metadata
+/// (the first row always comes), and whether it stopped there.
+async fn page(
+    conn: &mut PgConnection,
+    query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    pooled: bool,
+    bound: usize,
+) -> Result<(Vec<PgRow>, bool), StoreError> {
+    pinned!(pooled, conn, |c| async {
+        let mut rows = Vec::new();
+        let mut bytes = 0usize;
+        let mut cut = false;
+        let mut stream = query.persistent(!pooled).fetch(c);
+        while let Some(row) = stream.try_next().await? {
+            bytes = bytes.saturating_add(row_bytes(&row));
+            rows.push(row);
+            if bytes >= bound {
+                // The rest of the page is read off the wire and dropped, never held.
+                cut = true;
+                break;
+            }
+        }
+        drop(stream);
+        Ok::<_, sqlx::Error>((rows, cut))
+    }
+    .await)
+    .map_err(backend)
+}
+
 impl Cursor {
     /// One page: at most `batch` rows, and no more rows once they hold `batch_bytes` of
     /// payload and metadata (the first row always comes). Returns the rows and whether more
@@ -270,7 +300,7 @@ impl Cursor {
     async fn fetch(&self, inner: &Inner) -> Result<(Vec<PgRow>, bool), StoreError> {
         let pooled = inner.settings.pooled;
         let batch = inner.settings.batch;
-        let query = match self {
+        let query = || match self {
             Self::Stream { stream, from } => sqlx::query(inner.sql.read_stream.clone())
                 .bind(stream.category())
                 .bind(stream.id())
@@ -293,32 +323,18 @@ impl Cursor {
             }
         };
         let bound = usize::try_from(inner.settings.batch_bytes).unwrap_or(usize::MAX);
-        // A stream's reads (the loads commands decide on) on the primary; the global log on
-        // the replica, when there is one.
-        let pool = match self {
-            Self::Stream { .. } => &inner.pool,
-            Self::Log { .. } | Self::Types { .. } => inner.replica.as_ref().unwrap_or(&inner.pool),
-        };
-        let mut conn = pool.acquire().await.map_err(backend)?;
-        let (rows, cut) = pinned!(pooled, conn, |c| async {
-            let mut rows = Vec::new();
-            let mut bytes = 0usize;
-            let mut cut = false;
-            let mut stream = query.persistent(!pooled).fetch(c);
-            while let Some(row) = stream.try_next().await? {
-                bytes = bytes.saturating_add(row_bytes(&row));
-                rows.push(row);
-                if bytes >= bound {
-                    // The rest of the page is read off the wire and dropped, never held.
-                    cut = true;
-                    break;
-                }
+        let (rows, cut) = match self {
+            // A stream's reads (the loads commands decide on) on the primary, on a held
+            // connection; the global log on the replica, when there is one.
+            Self::Stream { .. } => held!(inner.held, &inner.pool, |conn| {
+                page(conn, query(), pooled, bound).await
+            })?,
+            Self::Log { .. } | Self::Types { .. } => {
+                let pool = inner.replica.as_ref().unwrap_or(&inner.pool);
+                let mut conn = pool.acquire().await.map_err(backend)?;
+                page(&mut conn, query(), pooled, bound).await?
             }
-            drop(stream);
-            Ok::<_, sqlx::Error>((rows, cut))
-        }
-        .await)
-        .map_err(backend)?;
+        };
         let full = cut || i64::try_from(rows.len()).is_ok_and(|n| n >= batch);
         Ok((rows, full))
     }
@@ -419,12 +435,12 @@ fn paged(
                 match with_keys(&inner, page).await {
                     Ok(page) => {
                         let more = full && !stuck;
-                        Some((page, (inner, more.then_some(cursor))))
+                        Some(((page, more), (inner, more.then_some(cursor))))
                     }
-                    Err(e) => Some((vec![Placed::Failed(e)], (inner, None))),
+                    Err(e) => Some(((vec![Placed::Failed(e)], false), (inner, None))),
                 }
             }
-            Err(e) => Some((vec![Placed::Failed(e)], (inner, None))),
+            Err(e) => Some(((vec![Placed::Failed(e)], false), (inner, None))),
         }
     });
     read_ahead(pages).flat_map(|page| stream::iter(page.into_iter().filter_map(Placed::record)))
@@ -588,30 +604,36 @@ fn deliveries(
         retry: None,
         failed: false,
     };
-    read_ahead(stream::unfold(subscription, Subscription::next_page))
+    let pages = stream::unfold(subscription, Subscription::next_page);
+    read_ahead(pages.map(|page| (page, true)))
         .flat_map(|page| stream::iter(page.into_iter().map(Placed::deliver)))
 }
 
-/// Reads the next page while the consumer decodes and handles this one. The first page is
-/// read in the consumer's own task (a load of a short stream pays no hand-over between
-/// tasks); the pages after it come from a task of their own, one page ahead (memory holds
-/// the page being handled and the next). That task ends when the stream is dropped, even
-/// while it waits for new events.
+/// Reads the next page while the consumer decodes and handles this one. `pages` gives each
+/// page with whether more may follow. The first page is read in the consumer's own task,
+/// and when it is the last (a load of a short stream) nothing else runs: no task, no
+/// hand-over. The pages after it come from a task of their own, one page ahead (memory
+/// holds the page being handled and the next). That task ends when the stream is dropped,
+/// even while it waits for new events.
 fn read_ahead<T, S>(pages: S) -> impl Stream<Item = T> + Send + Unpin + 'static
 where
     T: Send + 'static,
-    S: Stream<Item = T> + Send + 'static,
+    S: Stream<Item = (T, bool)> + Send + 'static,
 {
     enum Phase<S, T> {
         First(std::pin::Pin<Box<S>>),
         Rest(mpsc::Receiver<T>),
+        Done,
     }
     Box::pin(stream::unfold(
         Phase::First(Box::pin(pages)),
         |phase| async move {
             match phase {
                 Phase::First(mut pages) => {
-                    let first = pages.next().await?;
+                    let (first, more) = pages.next().await?;
+                    if !more {
+                        return Some((first, Phase::Done));
+                    }
                     let (tx, rx) = mpsc::channel::<T>(1);
                     tokio::spawn(pump(pages, tx));
                     Some((first, Phase::Rest(rx)))
@@ -620,6 +642,7 @@ where
                     let page = rx.recv().await?;
                     Some((page, Phase::Rest(rx)))
                 }
+                Phase::Done => None,
             }
         },
     ))
@@ -629,7 +652,7 @@ where
 /// when the receiver is gone (even while a page is awaited).
 async fn pump<T, S>(mut pages: std::pin::Pin<Box<S>>, tx: mpsc::Sender<T>)
 where
-    S: Stream<Item = T>,
+    S: Stream<Item = (T, bool)>,
 {
     while let Ok(slot) = tx.reserve().await {
         let page = tokio::select! {
@@ -637,7 +660,7 @@ where
             page = pages.next() => page,
         };
         match page {
-            Some(page) => slot.send(page),
+            Some((page, _)) => slot.send(page),
             None => return,
         }
     }

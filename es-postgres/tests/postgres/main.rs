@@ -11,6 +11,7 @@ mod caused;
 mod concurrency;
 mod erasure;
 mod group;
+mod held;
 mod inline;
 mod late_commit;
 mod listeners;

@@ -1,0 +1,144 @@
+//! The connections the store keeps out of the pool for loads and appends: a held connection
+//! the server dropped is replaced without the command failing, and closing the pool does
+//! not wait for the store.
+
+use std::time::Duration;
+
+use bank::domain::account::{Account, AccountId, Deposit, OpenAccount};
+use es_core::Repository;
+use es_postgres::PostgresStore;
+use sqlx::Row;
+
+use crate::support;
+
+/// The backend pids of the pool's connections that are idle right now (the store's held
+/// ones among them), seen from a connection of another pool.
+async fn idle_backends(observer: &sqlx::PgPool, application: &str) -> Vec<i32> {
+    sqlx::query("SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state = 'idle'")
+        .bind(application)
+        .fetch_all(observer)
+        .await
+        .expect("pg_stat_activity")
+        .iter()
+        .map(|r| r.get::<i32, _>("pid"))
+        .collect()
+}
+
+/// A pool of `max` whose connections carry `application` as their name.
+async fn named_pool(max: u32, application: &str) -> sqlx::PgPool {
+    let url = &support::server().url;
+    let options: sqlx::postgres::PgConnectOptions = url.parse().expect("url");
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max)
+        .connect_with(options.application_name(application))
+        .await
+        .expect("pool")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_connection_the_server_dropped_is_replaced_and_the_command_lands() {
+    let schema_store = support::store().await;
+    let application = format!("held-{}", uuid::Uuid::now_v7().simple());
+    let pool = named_pool(4, &application).await;
+    let store = PostgresStore::new(pool.clone())
+        .with_schema(schema_store.schema())
+        .expect("schema");
+    let accounts = Repository::<Account, _>::new(store);
+    let id = AccountId::new();
+    let open = OpenAccount {
+        owner: "ada".into(),
+    };
+    accounts.execute(&id, open).await.expect("open");
+    accounts
+        .execute(&id, Deposit { amount: 5 })
+        .await
+        .expect("deposit");
+
+    // Every connection of the store's pool, held ones included, is killed by the server.
+    let observer = support::pool(1).await;
+    let killed = idle_backends(&observer, &application).await;
+    assert!(!killed.is_empty(), "the store holds a connection");
+    for pid in &killed {
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&observer)
+            .await
+            .expect("terminate");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    // The load and the append each find their held connection dead: each runs again on a
+    // fresh one, and the command lands once.
+    let done = accounts
+        .execute(&id, Deposit { amount: 7 })
+        .await
+        .expect("a command after the server dropped the connections");
+    assert_eq!(done.version, 3);
+    let loaded = accounts.load(&id).await.expect("load");
+    assert_eq!(loaded.version, 3, "landed once");
+    assert_eq!(loaded.state.balance(), 12);
+    let now = idle_backends(&observer, &application).await;
+    assert!(
+        now.iter().all(|pid| !killed.contains(pid)),
+        "no killed backend is used again: {now:?} against {killed:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_pool_does_not_wait_for_a_store_that_holds_connections() {
+    let schema_store = support::store().await;
+    let pool = support::pool(4).await;
+    let store = PostgresStore::new(pool.clone())
+        .with_schema(schema_store.schema())
+        .expect("schema");
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let id = AccountId::new();
+    let open = OpenAccount {
+        owner: "ada".into(),
+    };
+    accounts.execute(&id, open).await.expect("open");
+    assert!(
+        pool.size() > pool.num_idle() as u32,
+        "the store holds a connection out of the pool"
+    );
+    tokio::time::timeout(Duration::from_secs(10), pool.close())
+        .await
+        .expect("the pool closes while the store is alive");
+    // The store, still alive, fails cleanly on a closed pool.
+    let after = accounts.execute(&id, Deposit { amount: 1 }).await;
+    assert!(after.is_err(), "a closed pool is an error, not a hang");
+    drop(store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_connection_left_unused_goes_back_to_the_pool() {
+    let schema_store = support::store().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect(&support::server().url)
+        .await
+        .expect("pool");
+    let store = PostgresStore::new(pool.clone())
+        .with_schema(schema_store.schema())
+        .expect("schema");
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let open = OpenAccount {
+        owner: "ada".into(),
+    };
+    accounts
+        .execute(&AccountId::new(), open)
+        .await
+        .expect("open");
+    // The whole pool, for work of the caller's own: the store's held connection comes back.
+    let mut all = Vec::new();
+    for n in 0..4 {
+        all.push(
+            pool.begin()
+                .await
+                .unwrap_or_else(|e| panic!("begin {n}: {e}")),
+        );
+    }
+    drop(all);
+    drop(store);
+}
