@@ -372,10 +372,12 @@ async fn commit(inner: &Inner, mut batch: Vec<Request>) {
     }
 }
 
+/// The batch's statement, on a held connection (a failed one is given up; the batch is then
+/// sent again, or its appends run alone).
 async fn send(inner: &Inner, a: &Arrays) -> Result<Vec<PgRow>, sqlx::Error> {
-    let mut conn = inner.pool.acquire().await?;
+    let mut conn = inner.held.lease(&inner.pool).await?;
     let pooled = inner.settings.pooled;
-    pinned!(pooled, conn, |c| {
+    let rows = pinned!(pooled, conn, |c| {
         sqlx::query(inner.sql.append_group.clone())
             .persistent(!pooled)
             .bind(&a.append)
@@ -391,7 +393,9 @@ async fn send(inner: &Inner, a: &Arrays) -> Result<Vec<PgRow>, sqlx::Error> {
             .bind(&a.event_ids)
             .fetch_all(c)
             .await
-    })
+    });
+    conn.finish_sqlx(&rows);
+    rows
 }
 
 /// One event that landed: its version, position and time.

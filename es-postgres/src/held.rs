@@ -99,6 +99,11 @@ impl Lease<'_> {
         self.done = !result.as_ref().is_err_and(connection_lost);
     }
 
+    /// [`Lease::finish`] for a statement that gave a sqlx error.
+    pub(crate) fn finish_sqlx<T>(&mut self, result: &Result<T, sqlx::Error>) {
+        self.done = !result.as_ref().is_err_and(lost);
+    }
+
     /// Whether `error` on this connection calls for running again on a fresh one: a
     /// held connection (untested) that failed as a connection.
     pub(crate) fn stale(&self, error: &StoreError) -> bool {
@@ -141,7 +146,7 @@ impl Held {
     pub(crate) async fn lease<'a>(
         self: &'a Arc<Self>,
         pool: &'a PgPool,
-    ) -> Result<Lease<'a>, StoreError> {
+    ) -> Result<Lease<'a>, sqlx::Error> {
         if !pool.is_closed() {
             self.watch(pool);
             let kept = self.lock().pop();
@@ -162,8 +167,8 @@ impl Held {
     }
 
     /// A connection from the pool (tested by it).
-    pub(crate) async fn fresh<'a>(&'a self, pool: &'a PgPool) -> Result<Lease<'a>, StoreError> {
-        let conn = pool.acquire().await.map_err(crate::error::backend)?;
+    pub(crate) async fn fresh<'a>(&'a self, pool: &'a PgPool) -> Result<Lease<'a>, sqlx::Error> {
+        let conn = pool.acquire().await?;
         Ok(Lease {
             held: self,
             pool,
@@ -254,13 +259,21 @@ fn give_back(idle: Vec<Kept>) {
 
 /// Whether `error` says the connection itself failed (rather than the statement).
 pub(crate) fn connection_lost(error: &StoreError) -> bool {
-    let StoreError::Backend(source) = error else {
-        return false;
-    };
-    match source.downcast_ref::<sqlx::Error>() {
-        Some(sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Tls(_)) => true,
-        Some(sqlx::Error::WorkerCrashed) => true,
-        Some(sqlx::Error::Database(db)) => db
+    match error {
+        StoreError::Backend(source) => source.downcast_ref::<sqlx::Error>().is_some_and(lost),
+        _ => false,
+    }
+}
+
+/// Whether a sqlx error is the connection's: I/O, protocol, or a fatal error from the
+/// server (which then closes the connection).
+fn lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
             .try_downcast_ref::<PgDatabaseError>()
             .is_some_and(|e| matches!(e.severity(), PgSeverity::Fatal | PgSeverity::Panic)),
         _ => false,
@@ -274,7 +287,7 @@ pub(crate) fn connection_lost(error: &StoreError) -> bool {
 /// Returns early (`?`) when no connection can be had.
 macro_rules! held {
     ($held:expr, $pool:expr, |$c:ident| $body:expr) => {{
-        let mut lease = $held.lease($pool).await?;
+        let mut lease = $held.lease($pool).await.map_err($crate::error::backend)?;
         let mut result = {
             let $c: &mut sqlx::PgConnection = &mut lease;
             $body
@@ -284,7 +297,7 @@ macro_rules! held {
         {
             tracing::debug!(error = %e, "a held connection failed; running again on a fresh one");
             drop(lease);
-            lease = $held.fresh($pool).await?;
+            lease = $held.fresh($pool).await.map_err($crate::error::backend)?;
             result = {
                 let $c: &mut sqlx::PgConnection = &mut lease;
                 $body
