@@ -193,8 +193,9 @@ async fn appends(store: &PostgresStore, writers: usize, appends: usize) -> Run {
     }
 }
 
-/// The floor: `writers` tasks insert `rows` rows in all, `per` rows per transaction (one
-/// prepared statement), into a table of the event's width. Rows per second.
+/// The floor: `writers` tasks, each on a connection of its own, insert `rows` rows in all,
+/// `per` rows per transaction (one prepared statement), into a table of the event's width.
+/// Rows per second.
 async fn floor(store: &PostgresStore, writers: usize, rows: usize, per: usize) -> f64 {
     let table = format!("\"{}\".bench_floor", store.schema());
     sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -215,11 +216,14 @@ async fn floor(store: &PostgresStore, writers: usize, rows: usize, per: usize) -
         .map(|w| {
             let (pool, next, sql) = (store.pool().clone(), Arc::clone(&next), sql.clone());
             tokio::spawn(async move {
+                // One connection for the whole run: one round trip per transaction, none
+                // for the pool's tests of a connection leaving it and coming back.
+                let mut conn = pool.acquire().await.expect("floor connection");
                 while next.fetch_add(1, Ordering::Relaxed) < transactions {
                     sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                         .bind(w.to_string())
                         .bind(i64::try_from(per).unwrap_or(1))
-                        .execute(&pool)
+                        .execute(&mut *conn)
                         .await
                         .expect("floor insert");
                 }
