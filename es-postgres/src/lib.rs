@@ -37,6 +37,15 @@
 //!   of its consumer, on a task of its own, so the next page's query runs while this one is
 //!   decoded and handled.
 //!
+//! - **Connections.** Loads, appends on their own and group commit's statements run on
+//!   connections the store keeps out of your pool between statements: sqlx tests a
+//!   connection with a round trip each time it leaves the pool and again each time it goes
+//!   back, which made a command six round trips instead of two. At most
+//!   `(max_connections - 1) / 2` are held (none of a pool of one or two), one left unused
+//!   for 100 ms goes back, each goes back after 30 s, and none is held once the pool is
+//!   closed. A held connection that fails as a connection is replaced and the statement
+//!   run again (an append, by its event ids, gets its first outcome if it had landed).
+//!
 //! - **Listeners** (`es_core::Projector`): checkpoints in a table; a read model kept in
 //!   tables takes the transaction as its handlers' context (`&mut PgConnection`), and each
 //!   batch's writes commit with its checkpoint under a per-listener advisory lock taken for
