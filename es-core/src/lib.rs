@@ -187,6 +187,24 @@ pub mod __private {
         T::from_stored(schema_version, &payload)
     }
 
+    /// [`decode`] from the payload's JSON text: straight into `T` at the current version
+    /// (no `serde_json::Value` in between), through a `Value` otherwise. On an error the
+    /// text is read again through a `Value`, so the error is the one [`decode`] gives.
+    ///
+    /// # Errors
+    ///
+    /// As [`decode`], or the text is not JSON.
+    pub fn decode_text<T: Event>(schema_version: u16, payload: &str) -> Result<T, DecodeError> {
+        if schema_version == T::VERSION
+            && T::PERSONAL.is_empty()
+            && let Ok(event) = serde_json::from_str(payload)
+        {
+            return Ok(event);
+        }
+        let value = serde_json::from_str(payload).map_err(DecodeError::Payload)?;
+        decode(schema_version, value)
+    }
+
     /// The current version's payload read as `T` (`#[derive(Event)]`'s `from_stored`).
     ///
     /// # Errors

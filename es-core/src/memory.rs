@@ -109,7 +109,8 @@ struct Entry {
     payload: Box<str>,
     /// Whether `payload` holds sealed fields.
     sealed: bool,
-    metadata: Metadata,
+    /// `None` for empty metadata (most events): a word instead of a whole `Metadata`.
+    metadata: Option<Box<Metadata>>,
     recorded_at: DateTime<Utc>,
 }
 
@@ -130,12 +131,9 @@ impl Entry {
             event_id: event.event_id,
             event_type: event.event_type.into_boxed_str(),
             schema_version: event.schema_version,
-            // A `Value` always serializes.
-            payload: serde_json::to_string(payload)
-                .unwrap_or_else(|_| payload.to_string())
-                .into_boxed_str(),
+            payload: json_text(payload),
             sealed: personal::is_sealed(payload),
-            metadata: event.metadata,
+            metadata: (event.metadata != Metadata::default()).then(|| Box::new(event.metadata)),
             recorded_at,
         }
     }
@@ -175,10 +173,32 @@ impl Entry {
             event_type: self.event_type.to_string(),
             schema_version: self.schema_version,
             payload,
-            metadata: self.metadata.clone(),
+            metadata: self.metadata.as_deref().cloned().unwrap_or_default(),
             recorded_at: self.recorded_at,
         }
     }
+}
+
+/// `payload` as compact JSON text, allocated once at its length (written into a buffer kept
+/// per thread first).
+fn json_text(payload: &serde_json::Value) -> Box<str> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| {
+        let Ok(mut buffer) = buffer.try_borrow_mut() else {
+            return payload.to_string().into_boxed_str();
+        };
+        buffer.clear();
+        // A `Value` always serializes, as UTF-8.
+        match serde_json::to_writer(&mut *buffer, payload)
+            .ok()
+            .and_then(|()| std::str::from_utf8(&buffer).ok())
+        {
+            Some(text) => Box::from(text),
+            None => payload.to_string().into_boxed_str(),
+        }
+    })
 }
 
 /// A stream: where its events are in the log, and the events as the first type a load
@@ -224,8 +244,14 @@ impl<E: EventSet> Kept<E> {
 impl State {
     /// `entry` read as `E`, personal fields opened.
     fn decode<E: EventSet>(&self, entry: &Entry) -> Result<E, Box<CorruptEvent>> {
-        let payload = entry.opened_payload(|s| self.keys.get(s));
-        E::from_stored(&entry.event_type, entry.schema_version, payload).map_err(|source| {
+        let decoded = if entry.sealed {
+            let payload = entry.opened_payload(|s| self.keys.get(s));
+            E::from_stored(&entry.event_type, entry.schema_version, payload)
+        } else {
+            // Nothing to open: straight from the text.
+            E::from_stored_text(&entry.event_type, entry.schema_version, &entry.payload)
+        };
+        decoded.map_err(|source| {
             Box::new(CorruptEvent {
                 stream: entry.stream.clone(),
                 version: entry.version,

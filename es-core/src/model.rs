@@ -228,6 +228,22 @@ pub trait EventSet: Clone + Debug + PartialEq + Send + Sync + Sized + 'static {
         schema_version: u16,
         payload: serde_json::Value,
     ) -> Result<Self, DecodeError>;
+
+    /// [`EventSet::from_stored`] from the payload's JSON text, for a store that keeps text:
+    /// the same event, or the same error. `#[aggregate_impl]` reads the current version
+    /// straight from the text, with no `serde_json::Value` in between.
+    ///
+    /// # Errors
+    ///
+    /// As [`EventSet::from_stored`], or the text is not JSON.
+    fn from_stored_text(
+        name: &str,
+        schema_version: u16,
+        payload: &str,
+    ) -> Result<Self, DecodeError> {
+        let value = serde_json::from_str(payload).map_err(DecodeError::Payload)?;
+        Self::from_stored(name, schema_version, value)
+    }
 }
 
 /// The closed set of command types one aggregate handles (the generated command enum).

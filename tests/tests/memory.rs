@@ -108,3 +108,53 @@ async fn a_load_decodes_each_event_once_and_two_event_types_read_one_stream() {
     assert_eq!((at.version, at.state.total), (2, 3));
     assert_eq!(DECODED.load(Ordering::SeqCst), 3);
 }
+
+/// The in-memory store decodes kept events from their JSON text (`from_stored_text`, no
+/// `serde_json::Value` in between): the same event, or the same error, as the store-neutral
+/// `from_stored`, for every kind of stored event: current, personal (forgotten too), an older
+/// version read through its chain, an unknown type, a wrong shape.
+#[test]
+fn decoding_from_text_gives_what_decoding_from_a_value_gives() {
+    use bank::domain::account::AccountEvent;
+    use es_core::EventSet;
+
+    let cases: &[(&str, u16, &str)] = &[
+        ("MoneyDeposited", 1, r#"{"amount":250}"#),
+        ("MoneyWithdrawn", 1, r#"{"amount":0}"#),
+        ("AccountClosed", 1, r#"{}"#),
+        ("AccountOpened", 2, r#"{"owner":"ada","holder":"holder-1"}"#),
+        // Forgotten: the personal field reads as its type's default.
+        ("AccountOpened", 2, r#"{"owner":null,"holder":"holder-1"}"#),
+        // Version 1, through the `previous` chain.
+        ("AccountOpened", 1, r#"{"owner":"ada"}"#),
+        ("AccountOpened", 7, r#"{"owner":"ada"}"#),
+        ("NoSuchEvent", 1, r#"{"amount":1}"#),
+        ("MoneyDeposited", 1, r#"{"amount":"many"}"#),
+        ("MoneyDeposited", 1, r#"{"amount":-1}"#),
+        ("MoneyDeposited", 1, r#"{}"#),
+        ("MoneyDeposited", 1, r#"{"amount":1,"extra":true}"#),
+    ];
+    let mut errors = 0;
+    for &(name, version, text) in cases {
+        let value: serde_json::Value = serde_json::from_str(text).expect("test JSON");
+        let from_value = AccountEvent::from_stored(name, version, value);
+        let from_text = AccountEvent::from_stored_text(name, version, text);
+        match (&from_value, &from_text) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{name} v{version} {text}"),
+            (Err(a), Err(b)) => {
+                errors += 1;
+                assert_eq!(a.to_string(), b.to_string(), "{name} v{version} {text}");
+            }
+            _ => panic!("{name} v{version} {text}: {from_value:?} against {from_text:?}"),
+        }
+    }
+    assert_eq!(
+        errors, 5,
+        "the unsupported version, the unknown type, three wrong shapes"
+    );
+    // Text that is no JSON at all is a payload error.
+    assert!(matches!(
+        AccountEvent::from_stored_text("MoneyDeposited", 1, "{\"amount\":"),
+        Err(es_core::DecodeError::Payload(_))
+    ));
+}

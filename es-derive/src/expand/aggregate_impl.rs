@@ -265,6 +265,17 @@ fn event_set(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
             }
         }
     });
+    let text_decoders = applies.iter().map(|a| {
+        let TypeRef { ty, ident, .. } = &a.event;
+        quote! {
+            if __name == <#ty as #krate::Event>::NAME {
+                return ::core::result::Result::map(
+                    #krate::__private::decode_text::<#ty>(__schema_version, __payload),
+                    Self::#ident,
+                );
+            }
+        }
+    });
     let contract_types = applies.iter().map(|a| &a.event.ty);
     let matcher = |arms: TokenStream| {
         if applies.is_empty() {
@@ -319,6 +330,17 @@ fn event_set(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
                 __payload: #krate::__private::serde_json::Value,
             ) -> ::core::result::Result<Self, #krate::DecodeError> {
                 #(#decoders)*
+                ::core::result::Result::Err(#krate::DecodeError::UnknownType {
+                    expected: <Self as #krate::EventSet>::NAMES,
+                })
+            }
+
+            fn from_stored_text(
+                __name: &str,
+                __schema_version: u16,
+                __payload: &str,
+            ) -> ::core::result::Result<Self, #krate::DecodeError> {
+                #(#text_decoders)*
                 ::core::result::Result::Err(#krate::DecodeError::UnknownType {
                     expected: <Self as #krate::EventSet>::NAMES,
                 })
