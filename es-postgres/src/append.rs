@@ -460,9 +460,19 @@ async fn append_on(
     let mut races = 0;
     loop {
         let pooled = inner.settings.pooled;
-        let result = pinned!(own && pooled, conn, |c| {
+        let statement = if count == 1 {
+            // One event: its values as they are, no arrays.
+            sqlx::query(inner.sql.append_one.clone())
+                .bind(stream.category())
+                .bind(stream.id())
+                .bind(expected_version)
+                .bind(&cols.event_types[0])
+                .bind(cols.schema_versions[0])
+                .bind(&cols.payloads[0])
+                .bind(&cols.metadata[0])
+                .bind(cols.event_ids[0])
+        } else {
             sqlx::query(inner.sql.append.clone())
-                .persistent(!pooled)
                 .bind(stream.category())
                 .bind(stream.id())
                 .bind(expected_version)
@@ -471,8 +481,9 @@ async fn append_on(
                 .bind(&cols.payloads)
                 .bind(&cols.metadata)
                 .bind(&cols.event_ids)
-                .fetch_all(c)
-                .await
+        };
+        let result = pinned!(own && pooled, conn, |c| {
+            statement.persistent(!pooled).fetch_all(c).await
         });
         let refusal = match result {
             Ok(rows) if rows.len() == count && inserted(&rows) => {

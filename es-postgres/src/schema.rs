@@ -49,6 +49,7 @@ pub(crate) struct Statements {
     pub(crate) schema: String,
     pub(crate) channel: String,
     pub(crate) append: SqlStr,
+    pub(crate) append_one: SqlStr,
     pub(crate) append_group: SqlStr,
     pub(crate) stream_version: SqlStr,
     pub(crate) read_stream: SqlStr,
@@ -117,6 +118,25 @@ impl Statements {
                             WITH ORDINALITY AS new(event_type, schema_version, payload, metadata, event_id, ord) \
                    WHERE ($3::int8 IS NULL OR current.version = $3::int8) AND current.in_order \
                    ORDER BY new.ord \
+                   RETURNING position, transaction_id, version, recorded_at) \
+                 SELECT i.position, i.transaction_id::text AS transaction_xid, i.version, i.recorded_at, \
+                        c.version AS current_version, c.in_order \
+                 FROM current c LEFT JOIN inserted i ON true"
+            )),
+            // The same for one event ($4-$8 one value each, not arrays): no arrays to send
+            // and take apart, no ordering. Most commands append one event.
+            append_one: sql(format!(
+                "WITH last AS (SELECT version, transaction_id FROM {events} \
+                               WHERE category = $1 AND stream_id = $2 ORDER BY version DESC LIMIT 1), \
+                 current AS (SELECT coalesce((SELECT version FROM last), 0) AS version, \
+                                    coalesce((SELECT transaction_id <= pg_current_xact_id_if_assigned() FROM last), true) \
+                                        AS in_order), \
+                 inserted AS ( \
+                   INSERT INTO {events} \
+                       (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
+                   SELECT $1, $2, current.version + 1, $4::text, $5::int4, $6::text::jsonb, $7::text::jsonb, $8::uuid \
+                   FROM current \
+                   WHERE ($3::int8 IS NULL OR current.version = $3::int8) AND current.in_order \
                    RETURNING position, transaction_id, version, recorded_at) \
                  SELECT i.position, i.transaction_id::text AS transaction_xid, i.version, i.recorded_at, \
                         c.version AS current_version, c.in_order \
