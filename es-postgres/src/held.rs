@@ -63,7 +63,7 @@ struct Kept {
     unused: Instant,
 }
 
-/// A connection lent for one statement (or a few): held again when [`Lease::done`] says
+/// A connection lent for one statement (or a few): held again when [`Lease::finish`] says
 /// the statements ended as they should, else given back to the pool.
 pub(crate) struct Lease<'a> {
     held: &'a Held,
