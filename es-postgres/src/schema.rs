@@ -84,6 +84,22 @@ impl Statements {
         let versions = format!("\"{schema}\".projection_versions");
         let snapshots = format!("\"{schema}\".snapshots");
         let keys = format!("\"{schema}\".personal_keys");
+        // An append's statement around the rows it inserts: the stream's current version
+        // and whether appending keeps its order, then the rows, then what came of it.
+        let head = format!(
+            "WITH last AS (SELECT version, transaction_id FROM {events} \
+                           WHERE category = $1 AND stream_id = $2 ORDER BY version DESC LIMIT 1), \
+             current AS (SELECT coalesce((SELECT version FROM last), 0) AS version, \
+                                coalesce((SELECT transaction_id <= pg_current_xact_id_if_assigned() FROM last), true) \
+                                    AS in_order), \
+             inserted AS ( \
+               INSERT INTO {events} \
+                   (category, stream_id, version, event_type, schema_version, payload, metadata, event_id)"
+        );
+        let tail = "RETURNING position, transaction_id, version, recorded_at) \
+             SELECT i.position, i.transaction_id::text AS transaction_xid, i.version, i.recorded_at, \
+                    c.version AS current_version, c.in_order \
+             FROM current c LEFT JOIN inserted i ON true";
         Self {
             schema: schema.to_owned(),
             channel: format!("es_events_{schema}"),
@@ -103,14 +119,7 @@ impl Statements {
             // that has no id yet gets one above every committed one, and its own earlier
             // events (same id) come before: always in order.
             append: sql(format!(
-                "WITH last AS (SELECT version, transaction_id FROM {events} \
-                               WHERE category = $1 AND stream_id = $2 ORDER BY version DESC LIMIT 1), \
-                 current AS (SELECT coalesce((SELECT version FROM last), 0) AS version, \
-                                    coalesce((SELECT transaction_id <= pg_current_xact_id_if_assigned() FROM last), true) \
-                                        AS in_order), \
-                 inserted AS ( \
-                   INSERT INTO {events} \
-                       (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
+                "{head} \
                    SELECT $1, $2, current.version + new.ord, new.event_type, new.schema_version, \
                           new.payload::jsonb, new.metadata::jsonb, new.event_id \
                    FROM current, \
@@ -118,29 +127,17 @@ impl Statements {
                             WITH ORDINALITY AS new(event_type, schema_version, payload, metadata, event_id, ord) \
                    WHERE ($3::int8 IS NULL OR current.version = $3::int8) AND current.in_order \
                    ORDER BY new.ord \
-                   RETURNING position, transaction_id, version, recorded_at) \
-                 SELECT i.position, i.transaction_id::text AS transaction_xid, i.version, i.recorded_at, \
-                        c.version AS current_version, c.in_order \
-                 FROM current c LEFT JOIN inserted i ON true"
+                 {tail}"
             )),
             // The same for one event ($4-$8 one value each, not arrays): no arrays to send
             // and take apart, no ordering. Most commands append one event.
             append_one: sql(format!(
-                "WITH last AS (SELECT version, transaction_id FROM {events} \
-                               WHERE category = $1 AND stream_id = $2 ORDER BY version DESC LIMIT 1), \
-                 current AS (SELECT coalesce((SELECT version FROM last), 0) AS version, \
-                                    coalesce((SELECT transaction_id <= pg_current_xact_id_if_assigned() FROM last), true) \
-                                        AS in_order), \
-                 inserted AS ( \
-                   INSERT INTO {events} \
-                       (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
-                   SELECT $1, $2, current.version + 1, $4::text, $5::int4, $6::text::jsonb, $7::text::jsonb, $8::uuid \
+                "{head} \
+                   SELECT $1, $2, current.version + 1, $4::text, $5::int4, $6::text::jsonb, \
+                          $7::text::jsonb, $8::uuid \
                    FROM current \
                    WHERE ($3::int8 IS NULL OR current.version = $3::int8) AND current.in_order \
-                   RETURNING position, transaction_id, version, recorded_at) \
-                 SELECT i.position, i.transaction_id::text AS transaction_xid, i.version, i.recorded_at, \
-                        c.version AS current_version, c.in_order \
-                 FROM current c LEFT JOIN inserted i ON true"
+                 {tail}"
             )),
             // Group commit: several appends in one statement. Per append ($1-$4): its index
             // in the batch, its stream (one append per stream per batch) and its expected
