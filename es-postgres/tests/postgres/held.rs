@@ -142,3 +142,69 @@ async fn a_held_connection_left_unused_goes_back_to_the_pool() {
     drop(all);
     drop(store);
 }
+
+/// Reads of a long stream cut off at every point (their futures dropped mid-page, with the
+/// read-ahead task's page too): whatever connection they were on, the reads and appends
+/// after them get whole, right answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_cut_off_midway_leave_no_connection_out_of_step() {
+    use es_core::{EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
+    use futures::TryStreamExt;
+
+    let store = support::store().await;
+    let stream = StreamId::new("notes", uuid::Uuid::now_v7().to_string());
+    let text = "x".repeat(2_000);
+    let mut version = 0;
+    while version < 2_000 {
+        let batch = (0..500)
+            .map(|n| NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: "Noted".into(),
+                schema_version: 1,
+                payload: serde_json::json!({ "n": version + n, "text": text }),
+                metadata: Metadata::default(),
+            })
+            .collect();
+        version = store
+            .append(&stream, ExpectedVersion::Exact(version), batch)
+            .await
+            .expect("seed")
+            .version;
+    }
+    let other = StreamId::new("notes", uuid::Uuid::now_v7().to_string());
+    let mut cut = 0;
+    for attempt in 0..24u64 {
+        let read = store.read_stream(&stream, 1).try_collect::<Vec<_>>();
+        if tokio::time::timeout(Duration::from_micros(250 * attempt), read)
+            .await
+            .is_err()
+        {
+            cut += 1;
+        }
+        let all: Vec<_> = store
+            .read_stream(&stream, 1)
+            .try_collect()
+            .await
+            .expect("a whole read after a cut one");
+        assert_eq!(all.len(), 2_000);
+        assert!(
+            all.iter()
+                .enumerate()
+                .all(|(i, r)| r.version == i as u64 + 1 && r.payload["n"] == i as u64),
+            "in order, each its own"
+        );
+        let note = NewEvent {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: "Noted".into(),
+            schema_version: 1,
+            payload: serde_json::json!({ "n": attempt }),
+            metadata: Metadata::default(),
+        };
+        let done = store
+            .append(&other, ExpectedVersion::Exact(attempt), vec![note])
+            .await
+            .expect("an append after a cut read");
+        assert_eq!(done.version, attempt + 1);
+    }
+    assert!(cut > 0, "some reads were cut off");
+}
