@@ -254,28 +254,26 @@ fn event_set(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
         let ident = &a.event.ident;
         quote!(Self::#ident(__e) => #krate::__private::serde_json::to_value(__e),)
     });
-    let decoders = applies.iter().map(|a| {
-        let TypeRef { ty, ident, .. } = &a.event;
-        quote! {
-            if __name == <#ty as #krate::Event>::NAME {
-                return ::core::result::Result::map(
-                    #krate::__private::decode::<#ty>(__schema_version, __payload),
-                    Self::#ident,
-                );
-            }
-        }
-    });
-    let text_decoders = applies.iter().map(|a| {
-        let TypeRef { ty, ident, .. } = &a.event;
-        quote! {
-            if __name == <#ty as #krate::Event>::NAME {
-                return ::core::result::Result::map(
-                    #krate::__private::decode_text::<#ty>(__schema_version, __payload),
-                    Self::#ident,
-                );
-            }
-        }
-    });
+    // One `if` per event type, reading the payload with `decode` (a `Value`) or
+    // `decode_text` (its JSON text).
+    let decoders_with = |decode: TokenStream| -> Vec<TokenStream> {
+        applies
+            .iter()
+            .map(|a| {
+                let TypeRef { ty, ident, .. } = &a.event;
+                quote! {
+                    if __name == <#ty as #krate::Event>::NAME {
+                        return ::core::result::Result::map(
+                            #krate::__private::#decode::<#ty>(__schema_version, __payload),
+                            Self::#ident,
+                        );
+                    }
+                }
+            })
+            .collect()
+    };
+    let decoders = decoders_with(quote!(decode));
+    let text_decoders = decoders_with(quote!(decode_text));
     let contract_types = applies.iter().map(|a| &a.event.ty);
     let matcher = |arms: TokenStream| {
         if applies.is_empty() {

@@ -1,22 +1,14 @@
 //! The edges of append and set-up: NUL characters, schema names, repeated migrations,
 //! versions past PostgreSQL's integer range, and the horizon report.
 
-use es_core::{EventStore, ExpectedVersion, Metadata, NewEvent, StoreError, StreamId};
+use es_core::{EventStore, ExpectedVersion, Metadata, StoreError, StreamId};
 use es_postgres::{PostgresError, PostgresStore};
 use futures::TryStreamExt;
 use uuid::Uuid;
 
 use crate::support;
 
-fn event(payload: serde_json::Value) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: "Noted".into(),
-        schema_version: 1,
-        payload,
-        metadata: Metadata::default(),
-    }
-}
+use support::noted as event;
 
 #[tokio::test]
 async fn a_nul_character_is_a_typed_error_and_writes_nothing() {

@@ -148,7 +148,7 @@ async fn a_held_connection_left_unused_goes_back_to_the_pool() {
 /// after them get whole, right answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_cut_off_midway_leave_no_connection_out_of_step() {
-    use es_core::{EventStore, ExpectedVersion, Metadata, NewEvent, StreamId};
+    use es_core::{EventStore, ExpectedVersion, StreamId};
     use futures::TryStreamExt;
 
     let store = support::store().await;
@@ -157,13 +157,7 @@ async fn reads_cut_off_midway_leave_no_connection_out_of_step() {
     let mut version = 0;
     while version < 2_000 {
         let batch = (0..500)
-            .map(|n| NewEvent {
-                event_id: uuid::Uuid::now_v7(),
-                event_type: "Noted".into(),
-                schema_version: 1,
-                payload: serde_json::json!({ "n": version + n, "text": text }),
-                metadata: Metadata::default(),
-            })
+            .map(|n| support::noted(serde_json::json!({ "n": version + n, "text": text })))
             .collect();
         version = store
             .append(&stream, ExpectedVersion::Exact(version), batch)
@@ -193,13 +187,7 @@ async fn reads_cut_off_midway_leave_no_connection_out_of_step() {
                 .all(|(i, r)| r.version == i as u64 + 1 && r.payload["n"] == i as u64),
             "in order, each its own"
         );
-        let note = NewEvent {
-            event_id: uuid::Uuid::now_v7(),
-            event_type: "Noted".into(),
-            schema_version: 1,
-            payload: serde_json::json!({ "n": attempt }),
-            metadata: Metadata::default(),
-        };
+        let note = support::noted(serde_json::json!({ "n": attempt }));
         let done = store
             .append(&other, ExpectedVersion::Exact(attempt), vec![note])
             .await

@@ -384,3 +384,14 @@ fn start_replicated() -> Result<Replicated, String> {
     };
     Ok(pair)
 }
+
+/// A `Noted` event with `payload` and a fresh id.
+pub(crate) fn noted(payload: serde_json::Value) -> es_core::NewEvent {
+    es_core::NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: "Noted".into(),
+        schema_version: 1,
+        payload,
+        metadata: es_core::Metadata::default(),
+    }
+}
