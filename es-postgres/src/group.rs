@@ -152,11 +152,18 @@ struct Lead<'g>(&'g Group);
 
 impl Drop for Lead<'_> {
     fn drop(&mut self) {
-        let mut state = self.0.lock();
+        self.0.lock().pass_lead();
+    }
+}
+
+impl State {
+    /// Hands the lead to the first append still waiting (it leads the next batch), or lays
+    /// it down when none waits.
+    fn pass_lead(&mut self) {
         loop {
-            match state.waiting.front() {
+            match self.waiting.front() {
                 None => {
-                    state.leading = false;
+                    self.leading = false;
                     return;
                 }
                 Some(next) => {
@@ -164,8 +171,27 @@ impl Drop for Lead<'_> {
                         return;
                     }
                     // Its caller is gone (and uncounted): nobody waits for it.
-                    state.waiting.pop_front();
+                    self.waiting.pop_front();
                 }
+            }
+        }
+    }
+}
+
+/// The caller's end of its append's channel. A caller that gives up after the lead was
+/// handed to it, before it took it up, passes it on: a lead lost with it would leave every
+/// later append waiting.
+struct Waiting<'g> {
+    group: &'g Group,
+    outcome: mpsc::UnboundedReceiver<Outcome>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.outcome.close();
+        while let Ok(message) = self.outcome.try_recv() {
+            if matches!(message, Outcome::Lead) {
+                self.group.lock().pass_lead();
             }
         }
     }
@@ -210,7 +236,11 @@ impl Group {
         let mut alone = Some(alone);
         // The caller keeps no sender: when the leader of its batch gives up (its future
         // dropped), the channel closes and the append runs on its own.
-        let (reply, mut outcome) = mpsc::unbounded_channel();
+        let (reply, outcome) = mpsc::unbounded_channel();
+        let mut outcome = Waiting {
+            group: self,
+            outcome,
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = Request {
             id,
@@ -248,7 +278,7 @@ impl Group {
                 commit(inner, batch).await;
                 drop(held);
             }
-            match outcome.recv().await {
+            match outcome.outcome.recv().await {
                 Some(Outcome::Lead) => lead = true,
                 Some(result) => {
                     drop(counted);

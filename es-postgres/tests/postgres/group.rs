@@ -426,3 +426,50 @@ async fn a_leader_that_gives_up_leaves_no_one_waiting() {
     let ids: HashSet<Uuid> = log.iter().map(|r| r.event_id).collect();
     assert_eq!(ids.len(), log.len(), "nothing stored twice");
 }
+
+/// A caller that gives up after the lead was handed to it, before it took it up, passes the
+/// lead on: the appends after it still go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_gives_up_with_the_lead_on_its_way_passes_it_on() {
+    // It holds a transaction open: not while a test asserts who holds the horizon.
+    let _alone = support::exclusive().await;
+    let store = support::store_with(16)
+        .await
+        .with_group_commit(GroupCommit::new());
+    let category = format!("handed{}", Uuid::now_v7().simple());
+    let [blocker, quitter, later] =
+        ["blocker", "quitter", "later"].map(|id| StreamId::new(category.clone(), id));
+    // The lead is held by an append waiting on an open transaction.
+    let mut tx = store.pool().begin().await.expect("begin");
+    store
+        .append_in(&mut tx, &blocker, ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .expect("outside append");
+    let leader = tokio::spawn({
+        let (store, blocker) = (store.clone(), blocker.clone());
+        async move {
+            store
+                .append(&blocker, ExpectedVersion::Any, vec![event(1)])
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // An append queues up behind it, and is then not polled again.
+    let mut quitting = Box::pin(store.append(&quitter, ExpectedVersion::NoStream, vec![event(2)]));
+    for _ in 0..3 {
+        assert!(futures::poll!(&mut quitting).is_pending(), "it waits");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The leader lands and hands the lead to the queued append, whose caller then gives up.
+    tx.commit().await.expect("commit");
+    assert_eq!(leader.await.expect("task").expect("lands").version, 2);
+    drop(quitting);
+    let landed = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.append(&later, ExpectedVersion::NoStream, vec![event(3)]),
+    )
+    .await
+    .expect("the lead was not lost with the caller that gave up")
+    .expect("lands");
+    assert_eq!(landed.version, 1);
+}
