@@ -105,8 +105,8 @@ pub use projection::{
 };
 pub use repository::{Error, Executed, Loaded, Repository};
 pub use store::{
-    Appended, Decoded, Delivery, EventStore, ExpectedVersion, FoldStep, NewEvent, RecordedEvent,
-    Snapshot, StoreError, StreamAppend,
+    Appended, Decoded, Delivery, EventStore, ExpectedVersion, FoldStep, LoadRecord, NewEvent,
+    Payload, RecordedEvent, Snapshot, StoreError, StreamAppend,
 };
 
 /// `#[derive(Event)]`: implements [`Event`] (`#[event(name = "...", version = N)]`).

@@ -456,11 +456,40 @@ async fn append_on(
     let count = events.len();
     let keys = personal::for_append(conn, inner, events, own).await?;
     let cols = columns(stream, events, keys.as_ref())?;
+    // On its own (autocommit), expecting a version the stream is known to have reached:
+    // nothing to look at first (`reached.rs`).
+    let exact = expected_version
+        .filter(|&n| {
+            !savepoint && u64::try_from(n).is_ok_and(|n| inner.reached.has_reached(stream, n))
+        })
+        .is_some();
 
     let mut races = 0;
     loop {
         let pooled = inner.settings.pooled;
-        let statement = if count == 1 {
+        let statement = if exact {
+            if count == 1 {
+                sqlx::query(inner.sql.append_exact_one.clone())
+                    .bind(stream.category())
+                    .bind(stream.id())
+                    .bind(expected_version)
+                    .bind(&cols.event_types[0])
+                    .bind(cols.schema_versions[0])
+                    .bind(&cols.payloads[0])
+                    .bind(&cols.metadata[0])
+                    .bind(cols.event_ids[0])
+            } else {
+                sqlx::query(inner.sql.append_exact.clone())
+                    .bind(stream.category())
+                    .bind(stream.id())
+                    .bind(expected_version)
+                    .bind(&cols.event_types)
+                    .bind(&cols.schema_versions)
+                    .bind(&cols.payloads)
+                    .bind(&cols.metadata)
+                    .bind(&cols.event_ids)
+            }
+        } else if count == 1 {
             // One event: its values as they are, no arrays.
             sqlx::query(inner.sql.append_one.clone())
                 .bind(stream.category())
@@ -487,7 +516,12 @@ async fn append_on(
         });
         let refusal = match result {
             Ok(rows) if rows.len() == count && inserted(&rows) => {
-                return appended(stream, &rows).map(|a| (a, true));
+                let appended = appended(stream, &rows)?;
+                if !savepoint {
+                    // Committed: the stream is there for good.
+                    inner.reached.saw(stream, appended.version);
+                }
+                return Ok((appended, true));
             }
             // The WHERE filtered everything out: the one row says which version the
             // statement saw, and whether appending would have kept the stream's order.
@@ -533,7 +567,8 @@ async fn append_on(
         match unique_violation(&error) {
             Some("events_stream_version_key") => {
                 races += 1;
-                if races >= RACE_RETRIES || (expected_version.is_some() && races > 1) {
+                // An exact statement's clash says the stream is past the expected version.
+                if races >= RACE_RETRIES || (expected_version.is_some() && (races > 1 || exact)) {
                     // Only in a transaction whose snapshot predates the winner (REPEATABLE
                     // READ): the row that beat us is at a version past the one expected.
                     let actual = stream_version(conn, inner, stream, own).await?;

@@ -95,6 +95,7 @@ mod held;
 mod listeners;
 mod personal;
 mod pinned;
+mod reached;
 mod read;
 mod schema;
 mod snapshots;
@@ -104,8 +105,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use es_core::{
-    Appended, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, Snapshot, StoreError,
-    StreamAppend, StreamId,
+    Appended, EventStore, ExpectedVersion, LoadRecord, NewEvent, Position, RecordedEvent, Snapshot,
+    StoreError, StreamAppend, StreamId,
 };
 use futures::Stream;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -173,6 +174,8 @@ struct Inner {
     replica: Option<PgPool>,
     /// Connections kept out of the pool for loads and appends, shared by the copies.
     held: Arc<held::Held>,
+    /// The versions the store has seen its streams reach, shared by the copies.
+    reached: Arc<reached::Reached>,
 }
 
 impl PostgresStore {
@@ -212,6 +215,7 @@ impl PostgresStore {
                 group: settings.group.map(group::Group::new),
                 replica: None,
                 held: Arc::default(),
+                reached: Arc::default(),
             }),
         }
     }
@@ -231,6 +235,7 @@ impl PostgresStore {
                 group: settings.group.map(group::Group::new),
                 replica: i.replica.clone(),
                 held: Arc::clone(&i.held),
+                reached: Arc::clone(&i.reached),
             }),
         }
     }
@@ -508,6 +513,14 @@ impl EventStore for PostgresStore {
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<>
     {
         read::read_stream(Arc::clone(&self.inner), stream.clone(), from)
+    }
+
+    fn read_for_load(
+        &self,
+        stream: &StreamId,
+        from: u64,
+    ) -> impl Stream<Item = Result<LoadRecord, StoreError>> + Send + Unpin + 'static + use<> {
+        read::read_for_load(Arc::clone(&self.inner), stream.clone(), from)
     }
 
     fn read_all(

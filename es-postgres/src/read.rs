@@ -7,8 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use es_core::{Delivery, Metadata, Position, RecordedEvent, StoreError, StreamId};
+use es_core::{
+    Delivery, LoadRecord, Metadata, Payload, Position, RecordedEvent, StoreError, StreamId,
+};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
+use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::{PgConnection, Row};
@@ -264,13 +267,13 @@ enum Cursor {
     },
 }
 
-/// One page of `query`'s rows on `conn`: rows until `bound` bytes of payload and metadata
-/// (the first row always comes), and whether it stopped there.
+/// One page of `query`'s rows on `conn`: rows until `bound` bytes (as `bytes` counts a
+/// row's) (the first row always comes), and whether it stopped there.
 async fn page(
     conn: &mut PgConnection,
     query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     pooled: bool,
-    bound: usize,
+    (bound, bytes_of): (usize, fn(&PgRow) -> usize),
 ) -> Result<(Vec<PgRow>, bool), StoreError> {
     pinned!(pooled, conn, |c| async {
         let mut rows = Vec::new();
@@ -278,7 +281,7 @@ async fn page(
         let mut cut = false;
         let mut stream = query.persistent(!pooled).fetch(c);
         while let Some(row) = stream.try_next().await? {
-            bytes = bytes.saturating_add(row_bytes(&row));
+            bytes = bytes.saturating_add(bytes_of(&row));
             rows.push(row);
             if bytes >= bound {
                 // The rest of the page is read off the wire and dropped, never held.
@@ -327,12 +330,12 @@ impl Cursor {
             // A stream's reads (the loads commands decide on) on the primary, on a held
             // connection; the global log on the replica, when there is one.
             Self::Stream { .. } => held!(inner.held, &inner.pool, |conn| {
-                page(conn, query(), pooled, bound).await
+                page(conn, query(), pooled, (bound, row_bytes)).await
             })?,
             Self::Log { .. } | Self::Types { .. } => {
                 let pool = inner.replica.as_ref().unwrap_or(&inner.pool);
                 let mut conn = pool.acquire().await.map_err(backend)?;
-                page(&mut conn, query(), pooled, bound).await?
+                page(&mut conn, query(), pooled, (bound, row_bytes)).await?
             }
         };
         let full = cut || i64::try_from(rows.len()).is_ok_and(|n| n >= batch);
@@ -458,6 +461,136 @@ pub(crate) fn read_stream(
         .filter(|_| es_core::store::is_storable_stream(&stream))
         .map(|from| Cursor::Stream { stream, from });
     paged(inner, cursor)
+}
+
+/// The columns of a load's rows (`Statements::load_stream`), by index.
+mod load_col {
+    pub(super) const VERSION: usize = 0;
+    pub(super) const RECORDED_AT: usize = 1;
+    pub(super) const EVENT_TYPE: usize = 2;
+    pub(super) const SCHEMA_VERSION: usize = 3;
+    pub(super) const PAYLOAD: usize = 4;
+}
+
+/// The bytes of payload a load's row holds, as sent.
+fn load_row_bytes(row: &PgRow) -> usize {
+    row.try_get_raw(load_col::PAYLOAD)
+        .ok()
+        .and_then(|value| value.as_bytes().ok().map(<[u8]>::len))
+        .unwrap_or(0)
+}
+
+/// The events of `stream` from version `from` as a load folds them: paged and read ahead
+/// as [`read_stream`] reads, on a held connection, but only the columns a fold needs. A
+/// payload without sealed fields stays JSON text (decoded once, by the fold); one with
+/// them is parsed and opened. A row that does not read ends the read with an error naming
+/// the stream and version.
+pub(crate) fn read_for_load(
+    inner: Arc<Inner>,
+    stream: StreamId,
+    from: u64,
+) -> impl Stream<Item = Result<LoadRecord, StoreError>> + Send + Unpin + 'static {
+    let from = i64::try_from(from.max(1))
+        .ok()
+        .filter(|_| es_core::store::is_storable_stream(&stream));
+    let pages = stream::unfold((inner, stream, from), |(inner, stream, from)| async move {
+        let from = from?;
+        let (rows, full) = match load_page(&inner, &stream, from).await {
+            Ok((rows, _)) if rows.is_empty() => return None,
+            Ok(page) => page,
+            Err(e) => return Some(((vec![Err(e)], false), (inner, stream, None))),
+        };
+        let refs: Vec<&PgRow> = rows.iter().collect();
+        let keys = match personal::for_rows(&inner, &refs, load_col::PAYLOAD).await {
+            Ok(keys) => keys,
+            Err(e) => return Some(((vec![Err(e)], false), (inner, stream, None))),
+        };
+        let mut records = Vec::with_capacity(rows.len());
+        let mut next = Some(from);
+        for row in &rows {
+            let record = load_record(row, &stream, keys.as_deref());
+            next = match &record {
+                Ok(r) => i64::try_from(r.version).ok().and_then(|v| v.checked_add(1)),
+                Err(_) => None,
+            };
+            records.push(record);
+            if next.is_none() {
+                break;
+            }
+        }
+        let more = full && next.is_some();
+        if let Some(Ok(last)) = records.last() {
+            // Committed (a read sees nothing else): the stream is there for good.
+            inner.reached.saw(&stream, last.version);
+        }
+        Some(((records, more), (inner, stream, next.filter(|_| more))))
+    });
+    read_ahead(pages).flat_map(stream::iter)
+}
+
+/// One page of a load, on a held connection.
+async fn load_page(
+    inner: &Inner,
+    stream: &StreamId,
+    from: i64,
+) -> Result<(Vec<PgRow>, bool), StoreError> {
+    let pooled = inner.settings.pooled;
+    let batch = inner.settings.batch;
+    let bound = usize::try_from(inner.settings.batch_bytes).unwrap_or(usize::MAX);
+    let (rows, cut) = held!(inner.held, &inner.pool, |conn| {
+        let query = sqlx::query(inner.sql.load_stream.clone())
+            .bind(stream.category())
+            .bind(stream.id())
+            .bind(from)
+            .bind(batch);
+        page(conn, query, pooled, (bound, load_row_bytes)).await
+    })?;
+    let full = cut || i64::try_from(rows.len()).is_ok_and(|n| n >= batch);
+    Ok((rows, full))
+}
+
+/// A load's row, sealed fields opened with `keys`.
+fn load_record(
+    row: &PgRow,
+    stream: &StreamId,
+    keys: Option<&personal::Keys>,
+) -> Result<LoadRecord, StoreError> {
+    let version: Option<u64> = row
+        .try_get::<i64, _>(load_col::VERSION)
+        .ok()
+        .and_then(|v| u64::try_from(v).ok());
+    let corrupt = |reason: String| StoreError::Corrupt {
+        stream: stream.clone(),
+        version: version.unwrap_or(0),
+        position: None,
+        reason,
+    };
+    let Some(version) = version else {
+        return Err(corrupt("version out of range".to_owned()));
+    };
+    let get = |e: sqlx::Error| corrupt(e.to_string());
+    let schema_version: i32 = row.try_get(load_col::SCHEMA_VERSION).map_err(get)?;
+    let schema_version = u16::try_from(schema_version)
+        .map_err(|_| corrupt(format!("schema version {schema_version} is out of range")))?;
+    let recorded_at: DateTime<Utc> = row.try_get(load_col::RECORDED_AT).map_err(get)?;
+    let event_type: String = row.try_get(load_col::EVENT_TYPE).map_err(get)?;
+    let Json(text): Json<&RawValue> = row.try_get(load_col::PAYLOAD).map_err(get)?;
+    let payload = match keys {
+        Some(keys) if text.get().contains(es_core::store::personal::SEALED) => {
+            let mut value: serde_json::Value =
+                serde_json::from_str(text.get()).map_err(|e| corrupt(e.to_string()))?;
+            es_core::store::personal::open(&mut value, |s| keys.get(s)).map_err(corrupt)?;
+            Payload::Value(value)
+        }
+        _ => Payload::Text(text.get().to_owned()),
+    };
+    Ok(LoadRecord::new(
+        version,
+        recorded_at,
+        event_type,
+        schema_version,
+        payload,
+    ))
 }
 
 pub(crate) fn read_all(

@@ -51,8 +51,11 @@ pub(crate) struct Statements {
     pub(crate) append: SqlStr,
     pub(crate) append_one: SqlStr,
     pub(crate) append_group: SqlStr,
+    pub(crate) append_exact: SqlStr,
+    pub(crate) append_exact_one: SqlStr,
     pub(crate) stream_version: SqlStr,
     pub(crate) read_stream: SqlStr,
+    pub(crate) load_stream: SqlStr,
     pub(crate) read_all: SqlStr,
     pub(crate) read_types: SqlStr,
     pub(crate) stored_events: SqlStr,
@@ -139,6 +142,27 @@ impl Statements {
                    WHERE ($3::int8 IS NULL OR current.version = $3::int8) AND current.in_order \
                  {tail}"
             )),
+            // An append on its own (autocommit) to a stream known to be at its expected
+            // version ($3) or past it (`reached.rs`): the rows go in at the versions after
+            // it, and the unique index on (stream, version) refuses them when the stream is
+            // past it. No look at the stream first, and no order to check (a transaction of
+            // one statement takes its id as it writes).
+            append_exact: sql(format!(
+                "INSERT INTO {events} \
+                     (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
+                 SELECT $1, $2, $3 + new.ord, new.event_type, new.schema_version, \
+                        new.payload::jsonb, new.metadata::jsonb, new.event_id \
+                 FROM UNNEST($4::text[], $5::int4[], $6::text[], $7::text[], $8::uuid[]) \
+                     WITH ORDINALITY AS new(event_type, schema_version, payload, metadata, event_id, ord) \
+                 ORDER BY new.ord \
+                 RETURNING position, transaction_id::text AS transaction_xid, version, recorded_at"
+            )),
+            append_exact_one: sql(format!(
+                "INSERT INTO {events} \
+                     (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
+                 VALUES ($1, $2, $3 + 1, $4, $5, $6::text::jsonb, $7::text::jsonb, $8) \
+                 RETURNING position, transaction_id::text AS transaction_xid, version, recorded_at"
+            )),
             // Group commit: several appends in one statement. Per append ($1-$4): its index
             // in the batch, its stream (one append per stream per batch) and its expected
             // version (NULL: any), with the stream's current version, read once (a CTE used
@@ -175,6 +199,13 @@ impl Statements {
             // stops taking them past the byte bound): no window over the page on the server.
             read_stream: sql(format!(
                 "SELECT {COLUMNS} FROM {events} \
+                 WHERE category = $1 AND stream_id = $2 AND version >= $3 \
+                 ORDER BY version LIMIT $4"
+            )),
+            // What a load folds, and no more: no position, stream, metadata or event id to
+            // send, convert and read (`read::load_col` names the columns).
+            load_stream: sql(format!(
+                "SELECT version, recorded_at, event_type, schema_version, payload FROM {events} \
                  WHERE category = $1 AND stream_id = $2 AND version >= $3 \
                  ORDER BY version LIMIT $4"
             )),

@@ -447,16 +447,17 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         match lent {
             Some(folded) => folded.map_err(Error::Corrupt)?,
             None => {
-                let mut records = std::pin::pin!(self.store.read_stream(stream, from));
+                let mut records = std::pin::pin!(self.store.read_for_load(stream, from));
                 while let Some(record) = records.try_next().await? {
                     match step(record.version, record.recorded_at) {
                         FoldStep::Take => {}
                         FoldStep::Skip => continue,
                         FoldStep::Stop => break,
                     }
-                    let envelope = decode::<A::Event>(record)?;
-                    loaded.state.apply(&envelope.event);
-                    loaded.version = envelope.version;
+                    let version = record.version;
+                    let event = record.decode::<A::Event>(stream)?;
+                    loaded.state.apply(&event);
+                    loaded.version = version;
                 }
             }
         }

@@ -10,7 +10,7 @@
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use futures::Stream;
+use futures::{Stream, TryStreamExt};
 use uuid::Uuid;
 
 use crate::envelope::{Metadata, StreamId};
@@ -153,6 +153,104 @@ pub struct RecordedEvent {
     pub metadata: Metadata,
     /// When the store recorded it (microsecond precision).
     pub recorded_at: DateTime<Utc>,
+}
+
+/// An event of a stream as a load reads it ([`EventStore::read_for_load`]): what a fold
+/// needs of its record, and no more.
+#[derive(Clone, PartialEq, Debug)]
+#[non_exhaustive]
+pub struct LoadRecord {
+    /// Its version in the stream (the first event is 1).
+    pub version: u64,
+    /// When the store recorded it.
+    pub recorded_at: DateTime<Utc>,
+    /// The stored name ([`Event::NAME`](crate::Event::NAME)).
+    pub event_type: String,
+    /// The schema version of the payload.
+    pub schema_version: u16,
+    /// The payload, personal fields opened (`null` where forgotten).
+    pub payload: Payload,
+}
+
+impl LoadRecord {
+    /// A load's record of an event.
+    #[must_use]
+    pub fn new(
+        version: u64,
+        recorded_at: DateTime<Utc>,
+        event_type: String,
+        schema_version: u16,
+        payload: Payload,
+    ) -> Self {
+        Self {
+            version,
+            recorded_at,
+            event_type,
+            schema_version,
+            payload,
+        }
+    }
+
+    /// The event, as `E` reads it (upcast if it was stored older); an event that does not
+    /// read is a [`CorruptEvent`](crate::CorruptEvent) naming `stream`, version and type.
+    ///
+    /// # Errors
+    ///
+    /// The [`CorruptEvent`](crate::CorruptEvent) when `E` does not read the payload.
+    pub fn decode<E: crate::EventSet>(
+        self,
+        stream: &StreamId,
+    ) -> Result<E, Box<crate::CorruptEvent>> {
+        let decoded = match self.payload {
+            Payload::Text(text) => {
+                E::from_stored_text(&self.event_type, self.schema_version, &text)
+            }
+            Payload::Value(value) => E::from_stored(&self.event_type, self.schema_version, value),
+        };
+        decoded.map_err(|source| {
+            Box::new(crate::CorruptEvent {
+                stream: stream.clone(),
+                version: self.version,
+                event_type: self.event_type,
+                schema_version: self.schema_version,
+                source,
+            })
+        })
+    }
+}
+
+impl From<RecordedEvent> for LoadRecord {
+    fn from(record: RecordedEvent) -> Self {
+        Self::new(
+            record.version,
+            record.recorded_at,
+            record.event_type,
+            record.schema_version,
+            Payload::Value(record.payload),
+        )
+    }
+}
+
+/// A payload as a load reads it: the JSON text as stored, or a value (a store that opened
+/// personal fields in it, or that reads values).
+#[derive(Clone, PartialEq, Debug)]
+#[non_exhaustive]
+pub enum Payload {
+    /// JSON text.
+    Text(String),
+    /// A JSON value.
+    Value(serde_json::Value),
+}
+
+impl Payload {
+    /// The payload as a JSON value (`null` for text that does not parse).
+    #[must_use]
+    pub fn to_value(&self) -> serde_json::Value {
+        match self {
+            Self::Text(text) => serde_json::from_str(text).unwrap_or(serde_json::Value::Null),
+            Self::Value(value) => value.clone(),
+        }
+    }
 }
 
 /// What an append did: the stream's version after it, and where its events landed.
@@ -320,6 +418,20 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         stream: &StreamId,
         from: u64,
     ) -> impl Stream<Item = Result<RecordedEvent, StoreError>> + Send + Unpin + 'static + use<Self>;
+
+    /// The events of `stream` from version `from`, as a load folds them: each event's
+    /// version, time, type, schema version and payload (personal fields opened), in order,
+    /// without the rest of its record. [`Repository`](crate::Repository) loads read this
+    /// (when [`EventStore::fold_decoded`] lends nothing). The default reads
+    /// [`EventStore::read_stream`]; a store overrides it with a narrower read.
+    fn read_for_load(
+        &self,
+        stream: &StreamId,
+        from: u64,
+    ) -> impl Stream<Item = Result<LoadRecord, StoreError>> + Send + Unpin + 'static + use<Self>
+    {
+        self.read_stream(stream, from).map_ok(LoadRecord::from)
+    }
 
     /// The global log after `after` (exclusive; `None`: from the start), in position order,
     /// up to what the store can show now without risking a gap: a store may trail its

@@ -10,8 +10,8 @@ use futures::Stream;
 use crate::envelope::StreamId;
 use crate::position::Position;
 use crate::store::{
-    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, Snapshot, StoreError,
-    StreamAppend,
+    Appended, EventStore, ExpectedVersion, LoadRecord, NewEvent, RecordedEvent, Snapshot,
+    StoreError, StreamAppend,
 };
 
 /// Wraps any store; clones share the counters.
@@ -139,6 +139,16 @@ impl<S: EventStore> EventStore for Instrumented<S> {
     {
         self.counters.stream_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.read_stream(stream, from)
+    }
+
+    /// Counted as a stream read.
+    fn read_for_load(
+        &self,
+        stream: &StreamId,
+        from: u64,
+    ) -> impl Stream<Item = Result<LoadRecord, StoreError>> + Send + Unpin + 'static + use<S> {
+        self.counters.stream_reads.fetch_add(1, Ordering::SeqCst);
+        self.inner.read_for_load(stream, from)
     }
 
     fn read_all(

@@ -260,3 +260,76 @@ async fn reads_are_paged_by_bytes_too() {
     assert_eq!(mine[0].position, first.positions[0]);
     assert!(all.windows(2).all(|w| w[0].position < w[1].position));
 }
+
+/// A store appends without looking at a stream it has seen reach the expected version (a
+/// load's, an append's): another writer that got in meanwhile still makes it the conflict,
+/// with the version that writer left, and nothing is written. A version it never saw is
+/// looked at, and refused when the stream is short of it.
+#[tokio::test]
+async fn an_append_expecting_a_version_seen_before_conflicts_after_another_writer() {
+    let store = support::store().await;
+    let other = PostgresStore::new(store.pool().clone())
+        .with_schema(store.schema())
+        .expect("schema");
+    let stream = StreamId::new("notes", Uuid::now_v7().to_string());
+    let first = store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![event(serde_json::json!({ "n": 1 }))],
+        )
+        .await
+        .expect("first");
+    assert_eq!(first.version, 1);
+    other
+        .append(
+            &stream,
+            ExpectedVersion::Exact(1),
+            vec![event(serde_json::json!({ "n": 2 }))],
+        )
+        .await
+        .expect("the other writer");
+    for expected in [1, 5] {
+        let err = store
+            .append(
+                &stream,
+                ExpectedVersion::Exact(expected),
+                vec![event(serde_json::json!({ "n": 3 }))],
+            )
+            .await
+            .expect_err("conflict");
+        match err {
+            StoreError::Conflict {
+                stream: s,
+                expected: e,
+                actual,
+            } => {
+                assert_eq!(s, stream);
+                assert_eq!(e, ExpectedVersion::Exact(expected));
+                assert_eq!(actual, 2);
+            }
+            other => panic!("expecting {expected}: {other:?}"),
+        }
+    }
+    let stored: Vec<_> = store
+        .read_stream(&stream, 1)
+        .try_collect()
+        .await
+        .expect("read");
+    assert_eq!(stored.len(), 2, "nothing written by the refused appends");
+    // Seen at 2 now (by the load-like read below), it appends at 2.
+    let _: Vec<_> = store
+        .read_for_load(&stream, 1)
+        .try_collect()
+        .await
+        .expect("load");
+    let landed = store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(2),
+            vec![event(serde_json::json!({ "n": 3 }))],
+        )
+        .await
+        .expect("lands");
+    assert_eq!(landed.version, 3);
+}

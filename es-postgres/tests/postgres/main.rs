@@ -15,6 +15,7 @@ mod held;
 mod inline;
 mod late_commit;
 mod listeners;
+mod load;
 mod rebuild;
 mod replica;
 mod wake;

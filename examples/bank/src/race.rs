@@ -52,6 +52,15 @@ impl<S: EventStore> EventStore for Gated<S> {
         self.inner.read_stream(stream, from)
     }
 
+    fn read_for_load(
+        &self,
+        stream: &StreamId,
+        from: u64,
+    ) -> impl Stream<Item = Result<es_core::LoadRecord, StoreError>> + Send + Unpin + 'static + use<S>
+    {
+        self.inner.read_for_load(stream, from)
+    }
+
     fn read_all(
         &self,
         after: Option<Position>,

@@ -48,8 +48,8 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::{
-    Appended, EventStore, ExpectedVersion, Metadata, NewEvent, Position, RecordedEvent, StoreError,
-    StreamAppend, StreamId,
+    Appended, EventStore, ExpectedVersion, LoadRecord, Metadata, NewEvent, Position, RecordedEvent,
+    StoreError, StreamAppend, StreamId,
 };
 
 mod append;
@@ -99,6 +99,7 @@ macro_rules! conformance_tests {
             append_all_is_atomic_across_streams,
             concurrent_claims_of_one_value_exactly_one_wins,
             read_stream_from_a_version_is_inclusive,
+            read_for_load_gives_what_read_stream_gives,
             streams_are_independent,
             categories_are_kept_apart,
             reads_larger_than_a_batch_are_complete_and_in_order,

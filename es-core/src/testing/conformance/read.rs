@@ -47,6 +47,66 @@ pub async fn read_stream_from_a_version_is_inclusive<S: EventStore>(store: S) {
     );
 }
 
+/// `read_for_load` gives what `read_stream` gives, narrowed to what a load folds (version,
+/// time, type, schema version, payload), from any version, over more than a batch and
+/// payloads of every JSON kind; an unknown or unstorable stream is empty.
+pub async fn read_for_load_gives_what_read_stream_gives<S: EventStore>(store: S) {
+    let stream = stream_id();
+    let mut batch = events(0, 600);
+    batch[1].payload = json!({ "nested": { "list": [1, -2.5, "three", null, true] } });
+    batch[2].payload = json!({ "text": "quote \" backslash \\ tab \t é 😀" });
+    batch[3].payload = json!({});
+    batch[4].payload = json!({ "big": "x".repeat(300_000) });
+    batch[5].event_type = "OtherKind".to_owned();
+    batch[5].schema_version = 300;
+    append(&store, &stream, ExpectedVersion::NoStream, batch).await;
+    let records = read_stream(&store, &stream, 1).await;
+    assert_eq!(records.len(), 600);
+    for from in [0, 1, 2, 5, 256, 257, 599, 600, 601, u64::MAX] {
+        let what = format!("read_for_load({stream}, from {from})");
+        let loaded: Vec<LoadRecord> = within(
+            WAIT,
+            &what,
+            store.read_for_load(&stream, from).try_collect(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{what}: failed with {e:?}"));
+        let want: Vec<&RecordedEvent> = records
+            .iter()
+            .filter(|r| r.version >= from.max(1))
+            .collect();
+        assert_eq!(loaded.len(), want.len(), "{what}: how many");
+        for (got, want) in loaded.iter().zip(want) {
+            assert_eq!(
+                (
+                    got.version,
+                    got.recorded_at,
+                    &got.event_type,
+                    got.schema_version,
+                    got.payload.to_value()
+                ),
+                (
+                    want.version,
+                    want.recorded_at,
+                    &want.event_type,
+                    want.schema_version,
+                    want.payload.clone()
+                ),
+                "{what}: the record of version {}",
+                want.version
+            );
+        }
+    }
+    for other in [stream_id(), StreamId::new(CATEGORY, "a\u{0}b")] {
+        let what = format!("read_for_load({other:?})");
+        let loaded: Vec<LoadRecord> =
+            within(WAIT, &what, store.read_for_load(&other, 1).try_collect())
+                .await
+                .unwrap_or_else(|e| panic!("{what}: failed with {e:?}"));
+        assert!(loaded.is_empty(), "{what}: must be empty");
+    }
+}
+
 /// Streams are independent: each numbers its own versions, conflicts on one leave the other
 /// alone, and reads return only the stream's own events.
 pub async fn streams_are_independent<S: EventStore>(store: S) {
