@@ -259,19 +259,27 @@ async fn grouped(
         Ok(cols) => cols,
         Err(e) => return Some(Err(e)),
     };
+    // Known to have reached the expected version: its batch need not look (`reached.rs`).
+    let exact = expected_version
+        .and_then(|n| u64::try_from(n).ok())
+        .is_some_and(|n| inner.reached.has_reached(stream, n));
     let alone = async || lone(inner, stream, expected, events).await;
     let outcome = group
         .append(
             inner,
             stream.category(),
             stream.id(),
-            expected_version,
+            (expected_version, exact),
             cols,
             alone,
         )
         .await;
     match outcome {
-        Outcome::Landed(appended) => Some(Ok(appended)),
+        Outcome::Landed(appended) => {
+            // Committed: the stream is there for good.
+            inner.reached.saw(stream, appended.version);
+            Some(Ok(appended))
+        }
         Outcome::Ran(result) => Some(result),
         Outcome::Alone | Outcome::Lead => None,
         // As for a lone append: a retry of an append that already landed gets its original

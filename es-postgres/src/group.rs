@@ -22,7 +22,7 @@
 //! leader whose caller gives up (its future dropped) hands the lead on all the same, and the
 //! appends of its batch run on their own.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -90,6 +90,14 @@ impl GroupCommit {
 /// still goes, alone).
 const MAX_EVENTS: usize = 8_192;
 
+/// How many scheduler rounds a leader lets the callers of the batch it answered take to
+/// append again, before passing the lead on.
+const YIELD_ROUNDS: usize = 4;
+
+/// How many batches of exact appends go with the statement that skips a taken version after
+/// one found a version taken (one failed statement in this many, under steady contention).
+const CLASHED_BATCHES: usize = 16;
+
 /// How often a batch's statement is sent before its appends run on their own.
 const ATTEMPTS: usize = 2;
 
@@ -115,6 +123,9 @@ pub(crate) struct Request {
     pub(crate) stream_id: String,
     /// `None`: any version.
     pub(crate) expected: Option<i64>,
+    /// One event, to a stream known to have reached `expected`: it can go in a batch that
+    /// does not look at the streams (`Statements::append_group_exact`).
+    exact: bool,
     pub(crate) columns: Columns,
     /// The lead, then the outcome.
     reply: mpsc::UnboundedSender<Outcome>,
@@ -126,6 +137,9 @@ pub(crate) struct Group {
     state: Mutex<State>,
     /// Appends in the group, waiting or in a batch.
     in_flight: AtomicUsize,
+    /// How many more batches of exact appends go with the statement that skips a taken
+    /// version, after one found a version taken.
+    clashed: AtomicUsize,
     /// Rung when an append joins the queue (for a leader waiting to fill its batch).
     arrived: Notify,
     /// The next request's id.
@@ -212,6 +226,7 @@ impl Group {
             config,
             state: Mutex::new(State::default()),
             in_flight: AtomicUsize::new(0),
+            clashed: AtomicUsize::new(0),
             arrived: Notify::new(),
             next_id: AtomicU64::new(0),
         }
@@ -229,7 +244,7 @@ impl Group {
         inner: &Inner,
         category: &str,
         stream_id: &str,
-        expected: Option<i64>,
+        (expected, exact): (Option<i64>, bool),
         columns: Columns,
         alone: impl AsyncFnOnce() -> Result<Appended, StoreError>,
     ) -> Outcome {
@@ -247,6 +262,7 @@ impl Group {
             category: category.to_owned(),
             stream_id: stream_id.to_owned(),
             expected,
+            exact: exact && expected.is_some() && columns.event_ids.len() == 1,
             columns,
             reply,
         };
@@ -275,7 +291,11 @@ impl Group {
                     drop(counted);
                     return Outcome::Ran(result);
                 }
-                commit(inner, batch).await;
+                let answered = batch.len();
+                commit(inner, self, batch).await;
+                if answered > 1 {
+                    self.let_answered_return().await;
+                }
                 drop(held);
             }
             match outcome.outcome.recv().await {
@@ -287,6 +307,24 @@ impl Group {
                 // Dropped unanswered: its batch's leader gave up.
                 None => return Outcome::Alone,
             }
+        }
+    }
+
+    /// Right after a batch is answered, before the lead is passed on: its callers often
+    /// append again at once (a writer's next command), and the first of them to arrive would
+    /// otherwise lead a batch of itself alone while the rest queue behind it. Lets the
+    /// answered tasks run for a few scheduler rounds ([`YIELD_ROUNDS`] at most, fewer once a
+    /// round brings nobody), so the next batch takes them together. No timer: a caller that
+    /// does not come back costs a few rounds of the scheduler, microseconds.
+    async fn let_answered_return(&self) {
+        let mut waiting = self.lock().waiting.len();
+        for _ in 0..YIELD_ROUNDS {
+            tokio::task::yield_now().await;
+            let now = self.lock().waiting.len();
+            if now == waiting && now > 0 {
+                return;
+            }
+            waiting = now;
         }
     }
 
@@ -348,6 +386,8 @@ struct Arrays {
     stream_ids: Vec<String>,
     expected: Vec<Option<i64>>,
     owner: Vec<i32>,
+    /// Each event's version, if its append's expected version holds.
+    versions: Vec<i64>,
     place: Vec<i64>,
     event_types: Vec<String>,
     schema_versions: Vec<i32>,
@@ -366,8 +406,11 @@ fn arrays(batch: &mut [Request]) -> Arrays {
         a.expected.push(request.expected);
         let c = &mut request.columns;
         a.owner.extend(std::iter::repeat_n(i, c.event_ids.len()));
-        a.place
-            .extend(1..=i64::try_from(c.event_ids.len()).unwrap_or(i64::MAX));
+        let places = 1..=i64::try_from(c.event_ids.len()).unwrap_or(i64::MAX);
+        let after = request.expected.unwrap_or(0);
+        a.versions
+            .extend(places.clone().map(|p| after.saturating_add(p)));
+        a.place.extend(places);
         a.event_types.append(&mut c.event_types);
         a.schema_versions.append(&mut c.schema_versions);
         a.payloads.append(&mut c.payloads);
@@ -378,17 +421,40 @@ fn arrays(batch: &mut [Request]) -> Arrays {
 }
 
 /// Sends one batch and answers each of its appends.
-async fn commit(inner: &Inner, mut batch: Vec<Request>) {
+async fn commit(inner: &Inner, group: &Group, mut batch: Vec<Request>) {
+    // One event each, to streams known to be at their expected versions: nothing to look at.
+    let exact = batch.iter().all(|r| r.exact);
+    // Versions were taken lately: skip a taken one rather than fail the batch on it.
+    let mut skip = exact
+        && group
+            .clashed
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
     let arrays = arrays(&mut batch);
     let mut outcomes = None;
     for _ in 0..ATTEMPTS {
-        match send(inner, &arrays).await {
-            Ok(rows) => {
-                outcomes = Some(outcomes_of(&batch, &rows));
+        let sent = if exact {
+            send_exact(inner, &arrays, skip)
+                .await
+                .map(|rows| outcomes_exact(&batch, &rows))
+        } else {
+            send(inner, &arrays)
+                .await
+                .map(|rows| outcomes_of(&batch, &rows))
+        };
+        match sent {
+            Ok(answers) => {
+                outcomes = Some(answers);
                 break;
             }
-            // A writer outside the batch took a version first: a fresh statement sees it.
-            Err(e) if unique_violation(&e) == Some("events_stream_version_key") => {}
+            // A writer outside the batch took a version first: a fresh statement sees it
+            // (an exact batch skips the taken version, in this batch and the next few).
+            Err(e) if unique_violation(&e) == Some("events_stream_version_key") => {
+                if exact {
+                    skip = true;
+                    group.clashed.store(CLASHED_BATCHES, Ordering::Release);
+                }
+            }
             Err(_) => break,
         }
     }
@@ -426,6 +492,70 @@ async fn send(inner: &Inner, a: &Arrays) -> Result<Vec<PgRow>, sqlx::Error> {
     });
     conn.finish_sqlx(&rows);
     rows
+}
+
+/// A batch of one-event appends to streams known to be at their expected versions
+/// (`Statements::append_group_exact`), on a held connection as [`send`] does.
+async fn send_exact(inner: &Inner, a: &Arrays, skip: bool) -> Result<Vec<PgRow>, sqlx::Error> {
+    let mut conn = inner.held.lease(&inner.pool).await?;
+    let pooled = inner.settings.pooled;
+    let statement = if skip {
+        &inner.sql.append_group_exact_or_skip
+    } else {
+        &inner.sql.append_group_exact
+    };
+    let rows = pinned!(pooled, conn, |c| {
+        sqlx::query(statement.clone())
+            .persistent(!pooled)
+            .bind(&a.categories)
+            .bind(&a.stream_ids)
+            .bind(&a.versions)
+            .bind(&a.event_types)
+            .bind(&a.schema_versions)
+            .bind(&a.payloads)
+            .bind(&a.metadata)
+            .bind(&a.event_ids)
+            .fetch_all(c)
+            .await
+    });
+    conn.finish_sqlx(&rows);
+    rows
+}
+
+/// Each one-event append's outcome from an exact batch's rows (one per inserted event,
+/// found by its id): landed, or run on its own (its version was taken: the lone append
+/// tells the conflict, or finds it a retry of an append that landed).
+fn outcomes_exact(batch: &[Request], rows: &[PgRow]) -> Vec<Outcome> {
+    let landed: HashMap<Uuid, &PgRow> = rows
+        .iter()
+        .filter_map(|row| Some((row.try_get::<Uuid, _>(0).ok()?, row)))
+        .collect();
+    batch
+        .iter()
+        .map(|request| {
+            let row = request
+                .columns
+                .event_ids
+                .first()
+                .and_then(|id| landed.get(id));
+            let read = |row: &PgRow| -> Option<Appended> {
+                let sequence: i64 = row.try_get(1).ok()?;
+                let transaction: String = row.try_get(2).ok()?;
+                let version: i64 = row.try_get(3).ok()?;
+                let recorded_at: DateTime<Utc> = row.try_get(4).ok()?;
+                Some(Appended {
+                    version: u64::try_from(version).ok()?,
+                    positions: vec![Position::new(
+                        transaction.parse().ok()?,
+                        u64::try_from(sequence).ok()?,
+                    )],
+                    recorded_at,
+                })
+            };
+            row.and_then(|row| read(row))
+                .map_or(Outcome::Alone, Outcome::Landed)
+        })
+        .collect()
 }
 
 /// One event that landed: its version, position and time.

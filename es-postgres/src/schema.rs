@@ -51,6 +51,8 @@ pub(crate) struct Statements {
     pub(crate) append: SqlStr,
     pub(crate) append_one: SqlStr,
     pub(crate) append_group: SqlStr,
+    pub(crate) append_group_exact: SqlStr,
+    pub(crate) append_group_exact_or_skip: SqlStr,
     pub(crate) append_exact: SqlStr,
     pub(crate) append_exact_one: SqlStr,
     pub(crate) stream_version: SqlStr,
@@ -99,6 +101,16 @@ impl Statements {
                INSERT INTO {events} \
                    (category, stream_id, version, event_type, schema_version, payload, metadata, event_id)"
         );
+        let exact_group = format!(
+            "INSERT INTO {events} \
+                 (category, stream_id, version, event_type, schema_version, payload, metadata, event_id) \
+             SELECT new.category, new.stream_id, new.version, new.event_type, new.schema_version, \
+                    new.payload::jsonb, new.metadata::jsonb, new.event_id \
+             FROM UNNEST($1::text[], $2::text[], $3::int8[], $4::text[], $5::int4[], $6::text[], \
+                         $7::text[], $8::uuid[]) \
+                 AS new(category, stream_id, version, event_type, schema_version, payload, metadata, event_id)"
+        );
+        let exact_returning = "RETURNING event_id, position, transaction_id::text AS transaction_xid, version, recorded_at";
         let tail = "RETURNING position, transaction_id, version, recorded_at) \
              SELECT i.position, i.transaction_id::text AS transaction_xid, i.version, i.recorded_at, \
                     c.version AS current_version, c.in_order \
@@ -191,6 +203,19 @@ impl Statements {
                  SELECT req.a, req.current, i.position, i.transaction_id::text AS transaction_xid, \
                         i.version, i.recorded_at \
                  FROM req LEFT JOIN inserted i ON i.category = req.category AND i.stream_id = req.stream_id"
+            )),
+            // Group commit of one-event appends to streams known to be at their expected
+            // versions or past them (`reached.rs`), each row at the version after its
+            // append's, with no look at the streams first. A version taken fails the whole
+            // statement (the batch is then sent as `append_group_exact_or_skip`).
+            append_group_exact: sql(format!("{exact_group} {exact_returning}")),
+            // The same, but a row whose version is taken is skipped, not an error: that
+            // append alone is refused (its caller runs it on its own to learn the conflict)
+            // and the rest land. Dearer (each row is inserted speculatively), so it is sent
+            // only where versions were taken lately.
+            append_group_exact_or_skip: sql(format!(
+                "{exact_group} ON CONFLICT ON CONSTRAINT events_stream_version_key DO NOTHING \
+                 {exact_returning}"
             )),
             stream_version: sql(format!(
                 "SELECT coalesce(max(version), 0) FROM {events} WHERE category = $1 AND stream_id = $2"
