@@ -85,7 +85,7 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    log: Vec<Entry>,
+    log: Log,
     /// Per stream, where its events are in `log`, and what loads keep of them.
     streams: HashMap<StreamId, StreamLog, Fast>,
     /// Every stored event id, with its index in `log`.
@@ -94,6 +94,76 @@ struct State {
     inline: Vec<Box<dyn crate::projection::inline::Inline>>,
     /// Each data subject's key (personal fields are sealed with it; `forget` deletes it).
     keys: HashMap<String, SubjectKey>,
+}
+
+/// How many records a chunk of the log holds.
+const CHUNK: usize = 4096;
+
+/// The log: records in append order, kept in chunks of [`CHUNK`] that never move, so an
+/// append never copies the log to grow it (no pause that grows with the log, no second copy
+/// in memory while it happens).
+#[derive(Default)]
+struct Log {
+    chunks: Vec<Vec<Entry>>,
+    len: usize,
+}
+
+impl Log {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, entry: Entry) {
+        match self.chunks.last_mut() {
+            Some(chunk) if chunk.len() < CHUNK => chunk.push(entry),
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(entry);
+                self.chunks.push(chunk);
+            }
+        }
+        self.len += 1;
+    }
+
+    fn last(&self) -> Option<&Entry> {
+        self.chunks.last()?.last()
+    }
+
+    /// The records from index `from` on, in order.
+    fn iter_from(&self, from: usize) -> impl Iterator<Item = &Entry> {
+        let (chunk, offset) = (from / CHUNK, from % CHUNK);
+        self.chunks
+            .get(chunk..)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .flat_map(move |(i, c)| c.get(if i == 0 { offset } else { 0 }..).unwrap_or_default())
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.iter_from(0)
+    }
+
+    /// The index of the first record for which `before` is false (`before` holds for a
+    /// prefix of the log).
+    fn partition_point(&self, before: impl Fn(&Entry) -> bool) -> usize {
+        // Every chunk but the last is full.
+        let full = self
+            .chunks
+            .partition_point(|c| c.last().is_some_and(&before));
+        match self.chunks.get(full) {
+            Some(chunk) => full * CHUNK + chunk.partition_point(&before),
+            None => self.len,
+        }
+    }
+}
+
+impl std::ops::Index<usize> for Log {
+    type Output = Entry;
+
+    fn index(&self, index: usize) -> &Entry {
+        &self.chunks[index / CHUNK][index % CHUNK]
+    }
 }
 
 /// A record of the log as the store keeps it: the payload as JSON text (a few dozen bytes
@@ -506,14 +576,100 @@ impl InMemoryStore {
         }
         let head = log.len();
         drop(state);
-        // Wake subscribers, if there are any. One that subscribes after this check reads
-        // the log after subscribing, so it sees these events anyway.
+        self.published(head);
+        Ok(outcomes)
+    }
+
+    /// Wakes subscribers, if there are any, now that the log is `head` records long. One
+    /// that subscribes after this check reads the log after subscribing, so it sees the new
+    /// events anyway.
+    fn published(&self, head: usize) {
         let listened = self.inner.head.receiver_count() > 0;
         self.inner.head.send_if_modified(|h| {
             *h = head;
             listened
         });
-        Ok(outcomes)
+    }
+
+    /// One stream's append in the common case, without [`InMemoryStore::append_now`]'s
+    /// plans: no inline projection, no personal field to seal, and not a retry of an append
+    /// that landed (its first event id is not stored). The same checks in the same order,
+    /// so the same outcome. `Err(events)`: not that case; the events come back for
+    /// `append_now`.
+    fn append_plain(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Result<Appended, StoreError>, Vec<NewEvent>> {
+        if events
+            .iter()
+            .any(|e| !personal::subjects_to_seal(&e.payload).is_empty())
+        {
+            return Err(events);
+        }
+        if let Err(e) = check_storable(stream, &events) {
+            return Ok(Err(e));
+        }
+        let mut state = self.inner.write();
+        let replay = events
+            .first()
+            .is_some_and(|e| state.event_ids.contains_key(&e.event_id));
+        if replay || !state.inline.is_empty() {
+            return Err(events);
+        }
+        let recorded_at: DateTime<Utc> = Utc::now().trunc_subsecs(6);
+        let State {
+            log,
+            streams,
+            event_ids,
+            ..
+        } = &mut *state;
+        let actual = streams.get(stream).map_or(0, |s| to_u64(s.indices.len()));
+        if !expected.matches(actual) {
+            return Ok(Err(StoreError::Conflict {
+                stream: stream.clone(),
+                expected,
+                actual,
+            }));
+        }
+        if events.len() > 1 {
+            let mut seen = HashSet::with_capacity(events.len());
+            for e in &events {
+                if event_ids.contains_key(&e.event_id) || !seen.insert(e.event_id) {
+                    return Ok(Err(StoreError::DuplicateEventId {
+                        event_id: e.event_id,
+                    }));
+                }
+            }
+        }
+        if events.is_empty() {
+            return Ok(Ok(Appended {
+                version: actual,
+                positions: Vec::new(),
+                recorded_at,
+            }));
+        }
+        let indices = &mut streams.entry(stream.clone()).or_default().indices;
+        let mut positions = Vec::with_capacity(events.len());
+        for (version, mut e) in (actual + 1..).zip(events) {
+            let index = log.len();
+            let position = Position::new(0, to_u64(index) + 1);
+            let payload = std::mem::take(&mut e.payload);
+            let entry = Entry::new(stream, version, position, recorded_at, e, &payload);
+            event_ids.insert(entry.event_id, index);
+            indices.push(index);
+            log.push(entry);
+            positions.push(position);
+        }
+        let head = log.len();
+        drop(state);
+        self.published(head);
+        Ok(Ok(Appended {
+            version: actual + to_u64(positions.len()),
+            positions,
+            recorded_at,
+        }))
     }
 
     /// Up to `BATCH` records of the log from index `from`, below index `end`.
@@ -522,10 +678,8 @@ impl InMemoryStore {
         let end = end.min(state.log.len());
         state
             .log
-            .get(from.min(end)..end)
-            .unwrap_or_default()
-            .iter()
-            .take(BATCH)
+            .iter_from(from.min(end))
+            .take(BATCH.min(end - from.min(end)))
             .map(|e| state.opened(e))
             .collect()
     }
@@ -557,6 +711,10 @@ impl EventStore for InMemoryStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
+        let events = match self.append_plain(stream, expected, events) {
+            Ok(done) => return done,
+            Err(events) => events,
+        };
         let part = StreamAppend {
             stream: stream.clone(),
             expected,
@@ -848,5 +1006,57 @@ impl Checkpoints for InMemoryStore {
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {
         Ok(self.inner.read().log.last().map(|e| e.position))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(n: usize) -> Entry {
+        let event = NewEvent {
+            event_id: Uuid::now_v7(),
+            event_type: "Logged".into(),
+            schema_version: 1,
+            payload: serde_json::Value::Null,
+            metadata: Metadata::default(),
+        };
+        let position = Position::new(0, to_u64(n) + 1);
+        let stream = StreamId::new("log", "1");
+        Entry::new(
+            &stream,
+            to_u64(n) + 1,
+            position,
+            Utc::now(),
+            event,
+            &serde_json::json!({}),
+        )
+    }
+
+    /// The chunked log reads like one vector across chunk boundaries: by index, from an
+    /// index, its last record, and where a prefix ends.
+    #[test]
+    fn the_log_reads_as_one_sequence_across_its_chunks() {
+        let mut log = Log::default();
+        assert_eq!(log.partition_point(|_| true), 0);
+        assert!(log.last().is_none());
+        let n = 2 * CHUNK + 5;
+        for i in 0..n {
+            log.push(entry(i));
+        }
+        assert_eq!(log.len(), n);
+        assert_eq!(log.chunks.len(), 3);
+        let minor = |e: &Entry| usize::try_from(e.position.minor()).expect("small");
+        for i in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, n - 1] {
+            assert_eq!(minor(&log[i]), i + 1, "index {i}");
+            let from: Vec<usize> = log.iter_from(i).map(minor).collect();
+            assert_eq!(from, (i + 1..=n).collect::<Vec<_>>(), "from {i}");
+            assert_eq!(log.partition_point(|e| minor(e) <= i), i, "prefix of {i}");
+        }
+        assert_eq!(log.iter_from(n).count(), 0);
+        assert_eq!(log.iter_from(n + CHUNK).count(), 0);
+        assert_eq!(log.partition_point(|_| true), n);
+        assert_eq!(log.last().map(minor), Some(n));
+        assert_eq!(log.iter().count(), n);
     }
 }

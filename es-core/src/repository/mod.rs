@@ -208,8 +208,10 @@ struct Cached<A> {
 }
 
 /// The most recently used aggregates, by stream; bounded by count. Hashed with foldhash's
-/// seeded quality hasher: stream ids come from callers, so not a fixed-key one.
-type Cache<A> = Mutex<lru::LruCache<StreamId, Cached<A>, foldhash::quality::RandomState>>;
+/// seeded quality hasher: stream ids come from callers, so not a fixed-key one. An entry
+/// whose aggregate a command in flight took is `None` until the command puts it back (its
+/// slot stays, so taking and keeping allocate nothing).
+type Cache<A> = Mutex<lru::LruCache<StreamId, Option<Cached<A>>, foldhash::quality::RandomState>>;
 
 impl<A, S: Clone> Clone for Repository<A, S> {
     fn clone(&self) -> Self {
@@ -270,7 +272,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// The aggregate kept for `stream`, taken out of the cache (a command in flight owns
     /// it; it goes back when the command is decided or appended).
     fn take_cached(&self, stream: &StreamId) -> Option<Loaded<A>> {
-        let cached = lock(self.cache.as_ref()?).pop(stream)?;
+        let cached = lock(self.cache.as_ref()?).get_mut(stream)?.take()?;
         Some(Loaded {
             state: cached.state,
             version: cached.version,
@@ -281,14 +283,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Keeps `loaded` for the next command on `stream`.
     fn keep(&self, stream: &StreamId, loaded: Loaded<A>) {
         if let Some(cache) = &self.cache {
-            lock(cache).put(
-                stream.clone(),
-                Cached {
-                    state: loaded.state,
-                    version: loaded.version,
-                    snapshot: loaded.snapshot,
-                },
-            );
+            let cached = Cached {
+                state: loaded.state,
+                version: loaded.version,
+                snapshot: loaded.snapshot,
+            };
+            let mut cache = lock(cache);
+            match cache.get_mut(stream) {
+                Some(slot) => *slot = Some(cached),
+                None => {
+                    cache.put(stream.clone(), Some(cached));
+                }
+            }
         }
     }
 
@@ -858,9 +864,9 @@ fn positive_zeros(value: &mut serde_json::Value) {
 }
 
 /// The cache, even after a panic while it was held (it holds no invariant a panic breaks:
-/// an entry is whole or absent).
+/// an entry is whole, taken or absent).
 fn lock<A>(
     cache: &Cache<A>,
-) -> MutexGuard<'_, lru::LruCache<StreamId, Cached<A>, foldhash::quality::RandomState>> {
+) -> MutexGuard<'_, lru::LruCache<StreamId, Option<Cached<A>>, foldhash::quality::RandomState>> {
     cache.lock().unwrap_or_else(PoisonError::into_inner)
 }
