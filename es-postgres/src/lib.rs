@@ -5,13 +5,22 @@
 //! schema of your choice:
 //!
 //! - **Appends** are one statement (one round trip): the expected version is checked in the
-//!   same `INSERT ... SELECT`, the events travel as arrays (`UNNEST`), and a racing writer
-//!   surfaces as a unique violation on `(category, stream_id, version)`, which becomes
-//!   [`es_core::StoreError::Conflict`] with the actual version. No table
-//!   lock, no `ON CONFLICT DO NOTHING`.
+//!   same `INSERT ... SELECT`, the events travel as arrays (`UNNEST`) or, one alone, as
+//!   plain values, and a racing writer surfaces as a unique violation on `(category,
+//!   stream_id, version)`, which becomes [`es_core::StoreError::Conflict`] with the actual
+//!   version. No table lock. An append on its own that expects a version the store has seen
+//!   the stream reach (by a load, or by an append of its own that committed) is a plain
+//!   `INSERT` at the versions after it, with no look at the stream first: versions only
+//!   grow, so the stream is at that version or past it, and the unique index refuses the
+//!   rows when it is past. A [`Repository`](es_core::Repository) appends expecting what its
+//!   load just read, so its appends take that path. (The store takes it that a stream's
+//!   events are never deleted under it: a schema dropped and made again needs a new store.)
 //!   An append retried after its outcome was lost (same event ids and content) gets its
 //!   original outcome ([`es_core::store::replayed_append`]); any other reuse of an id is
 //!   `DuplicateEventId`.
+//! - **Loads** ([`es_core::EventStore::read_for_load`], what a `Repository` folds) read five
+//!   columns (version, time, type, schema version, payload), not the whole record, and hand
+//!   a payload without sealed fields over as text, for the fold to decode once.
 //! - **The global log** is ordered by (writer's transaction id, sequence value), and readers
 //!   take only rows whose transaction is below `pg_snapshot_xmin(pg_current_snapshot())`,
 //!   computed in the same statement. Every transaction below that horizon has ended, so no
@@ -56,7 +65,10 @@
 //! - **Set-based validation**: `append_all` appends to several streams in one transaction.
 //! - **Group commit** ([`PostgresStore::with_group_commit`], opt-in): appends that arrive
 //!   together share one statement, one transaction and one commit, each with its own
-//!   expected version; one that does not hold fails alone. A lone writer goes at once.
+//!   expected version; one that does not hold fails alone. A lone writer goes at once. A
+//!   batch of one-event appends to streams seen at their expected versions is a plain
+//!   `INSERT` too; after a version was taken under one, the next few batches skip a taken
+//!   version (`ON CONFLICT DO NOTHING` on the version key) instead of failing on it.
 //!
 //! The costs, and what to do about them:
 //!
@@ -204,7 +216,8 @@ impl PostgresStore {
 
     fn build(pool: PgPool, schema: &str, settings: Settings) -> Self {
         let sql = Statements::new(schema);
-        let wake = Arc::new(wake::Wake::new(pool.clone(), sql.channel.clone()));
+        let held: Arc<held::Held> = Arc::default();
+        let wake = Arc::new(wake::Wake::new(pool.clone(), Arc::clone(&held), &sql));
         Self {
             inner: Arc::new(Inner {
                 pool,
@@ -214,7 +227,7 @@ impl PostgresStore {
                 wake,
                 group: settings.group.map(group::Group::new),
                 replica: None,
-                held: Arc::default(),
+                held,
                 reached: Arc::default(),
             }),
         }

@@ -43,11 +43,17 @@ const COLUMN_NAMES: &str = "page.position, page.transaction_xid, page.category, 
 /// an application's own single-key locks.
 const LOCK_SPACE: i32 = 0x6573_0001;
 
+/// The first key of the shared advisory lock a store holds on its `LISTEN` connection
+/// ("es" and 2): a store sends `NOTIFY` only while another session holds it.
+const PRESENCE_SPACE: i32 = 0x6573_0002;
+
 /// Every statement, with the schema quoted in.
 #[derive(Debug)]
 pub(crate) struct Statements {
     pub(crate) schema: String,
     pub(crate) channel: String,
+    pub(crate) present: SqlStr,
+    pub(crate) notify: SqlStr,
     pub(crate) append: SqlStr,
     pub(crate) append_one: SqlStr,
     pub(crate) append_group: SqlStr,
@@ -115,9 +121,29 @@ impl Statements {
              SELECT i.position, i.transaction_id::text AS transaction_xid, i.version, i.recorded_at, \
                     c.version AS current_version, c.in_order \
              FROM current c LEFT JOIN inserted i ON true";
+        let channel = format!("es_events_{schema}");
+        // The presence lock's second key: the channel's hash, kept positive so that it
+        // reads back from `pg_locks` as the same `oid`.
+        let presence = format!("{PRESENCE_SPACE}, hashtext('{channel}') & 2147483647");
         Self {
             schema: schema.to_owned(),
-            channel: format!("es_events_{schema}"),
+            // Taken by the `LISTEN` connection (a session lock, held until it disconnects),
+            // which also learns its backend's id.
+            present: sql(format!(
+                "SELECT pg_advisory_lock_shared({presence}), pg_backend_pid()"
+            )),
+            // A `NOTIFY` only where another session listens: one that holds the presence
+            // lock, other than this store's own listener ($1: its backend id, or 0), whose
+            // subscriptions this store wakes itself. Without a `NOTIFY` the statement is
+            // read-only: no transaction id, no commit to flush.
+            notify: sql(format!(
+                "SELECT pg_notify('{channel}', '') FROM pg_locks \
+                 WHERE locktype = 'advisory' AND classid = {PRESENCE_SPACE}::oid \
+                   AND objid = (hashtext('{channel}') & 2147483647)::oid AND objsubid = 2 \
+                   AND granted AND pid <> $1 AND pid <> pg_backend_pid() \
+                 LIMIT 1"
+            )),
+            channel,
             // One round trip: the expected version is checked against the stream's current
             // version in the same statement ($3 NULL: any version), and the events go in as
             // arrays (bind parameters stay at 8 whatever the batch size). A racing writer

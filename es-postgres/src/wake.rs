@@ -4,21 +4,29 @@
 //!
 //! - An append bumps a local counter: subscriptions of this process wake at once, and one
 //!   background task sends `NOTIFY`, at most one per 5 ms, coalescing every append that
-//!   landed meanwhile (a `NOTIFY` is a statement, a transaction id and a commit of its own).
+//!   landed meanwhile (a `NOTIFY` is a statement, a transaction id and a commit of its own),
+//!   on a connection the store holds, and only when another session listens: one holding
+//!   the presence lock below. Else the statement finds nobody and writes nothing.
 //! - One background task per store `LISTEN`s, on a connection of its own (never one of the
 //!   pool's), and bumps a second counter for every notification. It runs while at least one
 //!   subscription is open, and reconnects after a lost connection (waking everyone, since a
-//!   notification may have been lost).
+//!   notification may have been lost). Its connection holds a shared advisory lock, the
+//!   presence lock, taken before `LISTEN` and held until it disconnects: an append that
+//!   committed before the lock was seen was committed before `LISTEN`, and the wake-up
+//!   after `LISTEN` makes every subscription read it.
 //! - Either task is started again when it is gone (the runtime it ran on shut down, as
 //!   happens to a store shared by tests that each run their own runtime).
 //!
 //! Subscriptions poll as well: a wake-up is a hint, never the only way to see an event.
 
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::{PgListener, PgPoolOptions};
+use sqlx::{PgPool, Row, SqlStr};
+
+use crate::held::Held;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -41,6 +49,15 @@ pub(crate) struct Wake {
     listener: Mutex<Option<JoinHandle<()>>>,
     pool: PgPool,
     channel: String,
+    /// Connections the store holds: the notifier's statements run on one.
+    held: Arc<Held>,
+    /// The presence lock, taken by the listener (`Statements::present`).
+    present: SqlStr,
+    /// The `NOTIFY` sent only where another session listens (`Statements::notify`).
+    notify: SqlStr,
+    /// The backend id of this store's listener connection (0: none): its presence does not
+    /// count, since this store wakes its own subscriptions.
+    own_listener: Arc<AtomicI32>,
 }
 
 impl std::fmt::Debug for Wake {
@@ -56,7 +73,7 @@ fn bump(counter: &watch::Sender<u64>) {
 }
 
 impl Wake {
-    pub(crate) fn new(pool: PgPool, channel: String) -> Self {
+    pub(crate) fn new(pool: PgPool, held: Arc<Held>, sql: &crate::schema::Statements) -> Self {
         Self {
             appends: watch::Sender::new(0),
             notifications: watch::Sender::new(0),
@@ -64,7 +81,11 @@ impl Wake {
             listener: Mutex::new(None),
             listening: Arc::new(Mutex::new(false)),
             pool,
-            channel,
+            channel: sql.channel.clone(),
+            held,
+            present: sql.present.clone(),
+            notify: sql.notify.clone(),
+            own_listener: Arc::new(AtomicI32::new(0)),
         }
     }
 
@@ -108,16 +129,23 @@ impl Wake {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let mut appends = self.appends.subscribe();
         let pool = self.pool.clone();
-        let channel = self.channel.clone();
+        let held = Arc::clone(&self.held);
+        let notify = self.notify.clone();
+        let own_listener = Arc::clone(&self.own_listener);
         // Ends when the store (which owns the sender) is dropped.
         Some(runtime.spawn(async move {
             while appends.changed().await.is_ok() {
                 appends.borrow_and_update();
-                if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(&channel)
-                    .execute(&pool)
-                    .await
-                {
+                let sent = async {
+                    let mut conn = held.lease(&pool).await?;
+                    let sent = sqlx::query(notify.clone())
+                        .bind(own_listener.load(Ordering::Acquire))
+                        .execute(&mut *conn)
+                        .await;
+                    conn.finish_sqlx(&sent);
+                    sent
+                };
+                if let Err(e) = sent.await {
                     tracing::debug!(error = %e, "NOTIFY failed; other processes will poll");
                 }
                 // Appends meanwhile share the next NOTIFY: at most one per interval, not a
@@ -134,10 +162,15 @@ impl Wake {
         let own = PgPoolOptions::new()
             .max_connections(1)
             .connect_lazy_with((*self.pool.connect_options()).clone());
+        let listener = Listener {
+            pool: own,
+            channel: self.channel.clone(),
+            present: self.present.clone(),
+            own: Arc::clone(&self.own_listener),
+        };
         let notifications = self.notifications.clone();
         let listening = Arc::clone(&self.listening);
-        let channel = self.channel.clone();
-        Some(runtime.spawn(listen(own, channel, notifications, listening)))
+        Some(runtime.spawn(listen(listener, notifications, listening)))
     }
 }
 
@@ -154,15 +187,34 @@ fn no_one_left(notifications: &watch::Sender<u64>, listening: &Mutex<bool>) -> b
     }
 }
 
-async fn listen(
+/// What the listener task connects with.
+struct Listener {
+    /// A pool of one, apart from the store's.
     pool: PgPool,
     channel: String,
+    present: SqlStr,
+    /// Where it tells its backend id.
+    own: Arc<AtomicI32>,
+}
+
+async fn listen(
+    Listener {
+        pool,
+        channel,
+        present,
+        own,
+    }: Listener,
     notifications: watch::Sender<u64>,
     listening: Arc<Mutex<bool>>,
 ) {
     loop {
         let connected = async {
             let mut listener = PgListener::connect_with(&pool).await?;
+            // Present before listening (see the module's docs).
+            let row = sqlx::query(present.clone())
+                .fetch_one(&mut listener)
+                .await?;
+            own.store(row.try_get(1)?, Ordering::Release);
             listener.listen(&channel).await?;
             Ok::<_, sqlx::Error>(listener)
         };
@@ -170,6 +222,7 @@ async fn listen(
             result = connected => match result {
                 Ok(listener) => listener,
                 Err(e) => {
+                    own.store(0, Ordering::Release);
                     tracing::debug!(error = %e, "LISTEN failed; subscriptions poll meanwhile");
                     tokio::time::sleep(RECONNECT).await;
                     if no_one_left(&notifications, &listening) {
@@ -179,6 +232,7 @@ async fn listen(
                 }
             },
             () = notifications.closed() => {
+                own.store(0, Ordering::Release);
                 if no_one_left(&notifications, &listening) {
                     return;
                 }
@@ -189,19 +243,27 @@ async fn listen(
         bump(&notifications);
         loop {
             tokio::select! {
-                received = listener.recv() => {
+                // Not `recv`, which reconnects on its own: a new session must take the
+                // presence lock again, so a lost connection starts over here.
+                received = listener.try_recv() => {
                     bump(&notifications);
-                    if received.is_err() {
-                        tokio::time::sleep(RECONNECT).await;
-                        break;
+                    match received {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(_) => {
+                            tokio::time::sleep(RECONNECT).await;
+                            break;
+                        }
                     }
                 }
                 () = notifications.closed() => {
                     if no_one_left(&notifications, &listening) {
+                        own.store(0, Ordering::Release);
                         return;
                     }
                 }
             }
         }
+        own.store(0, Ordering::Release);
     }
 }

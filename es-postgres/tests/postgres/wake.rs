@@ -95,3 +95,72 @@ async fn many_subscriptions_do_not_exhaust_the_pool() {
         assert_eq!(got.event_id, e.event_id);
     }
 }
+
+/// A store sends `NOTIFY` only while another store listens: not to nobody, not to its own
+/// subscriptions (it wakes those itself), and again as soon as another store subscribes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_notifies_only_while_another_store_listens() {
+    let writer = support::store().await;
+    // A bare session listening on the channel, without the stores' presence lock: it hears
+    // every NOTIFY sent, and makes none be sent.
+    let mut ear = sqlx::postgres::PgListener::connect_with(writer.pool())
+        .await
+        .expect("listener");
+    ear.listen(&format!("es_events_{}", writer.schema()))
+        .await
+        .expect("LISTEN");
+    let stream = StreamId::new("bell", Uuid::now_v7().to_string());
+    let mut version = 0;
+    let mut append = async || {
+        version = writer
+            .append(&stream, ExpectedVersion::Exact(version), vec![event()])
+            .await
+            .expect("append")
+            .version;
+    };
+    let silence = Duration::from_millis(300);
+
+    append().await;
+    let heard = tokio::time::timeout(silence, ear.recv()).await;
+    assert!(heard.is_err(), "nobody listens: no NOTIFY ({heard:?})");
+
+    // The writer's own subscription: woken in the process, no NOTIFY for it.
+    let mut own = writer.subscribe(None);
+    let first = tokio::time::timeout(Duration::from_secs(20), own.next())
+        .await
+        .expect("the first event")
+        .expect("goes on")
+        .expect("no error");
+    assert_eq!(first.version, 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    append().await;
+    let second = tokio::time::timeout(Duration::from_secs(20), own.next())
+        .await
+        .expect("woken in the process")
+        .expect("goes on")
+        .expect("no error");
+    assert_eq!(second.version, 2);
+    let heard = tokio::time::timeout(silence, ear.recv()).await;
+    assert!(
+        heard.is_err(),
+        "only its own subscription: no NOTIFY ({heard:?})"
+    );
+
+    // Another store subscribes: the next append is notified.
+    let other = other_writer(&writer).await;
+    let mut sub = other.subscribe(None);
+    for v in 1..=2 {
+        let got = tokio::time::timeout(Duration::from_secs(20), sub.next())
+            .await
+            .expect("history")
+            .expect("goes on")
+            .expect("no error");
+        assert_eq!(got.version, v);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    append().await;
+    tokio::time::timeout(Duration::from_secs(5), ear.recv())
+        .await
+        .expect("another store listens: a NOTIFY")
+        .expect("a notification");
+}
