@@ -464,12 +464,13 @@ async fn append_on(
     let count = events.len();
     let keys = personal::for_append(conn, inner, events, own).await?;
     let cols = columns(stream, events, keys.as_ref())?;
-    // On its own (autocommit), expecting a version the stream is known to have reached:
-    // nothing to look at first (`reached.rs`).
+    // On the store's own connection, on its own (autocommit), expecting a version the
+    // stream is known to have reached: nothing to look at first (`reached.rs`). Never on a
+    // caller's connection: sqlx does not know of a transaction begun there with a plain
+    // `BEGIN`, which would commit the rows later, or roll them back.
+    let alone = own && !savepoint;
     let exact = expected_version
-        .filter(|&n| {
-            !savepoint && u64::try_from(n).is_ok_and(|n| inner.reached.has_reached(stream, n))
-        })
+        .filter(|&n| alone && u64::try_from(n).is_ok_and(|n| inner.reached.has_reached(stream, n)))
         .is_some();
 
     let mut races = 0;
@@ -525,7 +526,7 @@ async fn append_on(
         let refusal = match result {
             Ok(rows) if rows.len() == count && inserted(&rows) => {
                 let appended = appended(stream, &rows)?;
-                if !savepoint {
+                if alone {
                     // Committed: the stream is there for good.
                     inner.reached.saw(stream, appended.version);
                 }

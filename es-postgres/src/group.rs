@@ -8,10 +8,19 @@
 //! version), each with the stream's current version, joined to the `UNNEST`ed events, and
 //! each append's rows kept only where its own expected version holds. The statement runs on
 //! its own (autocommit), so its answer comes after the commit: nobody hears of success
-//! before it. The leader answers every append of its batch, then hands the lead to the
-//! first append still waiting (which arrived while the batch committed): no task of its
-//! own, no hand-over between tasks on the way to the database. A leader alone in its batch
-//! runs as a lone append: with nothing else in flight, nothing waits and nothing changes.
+//! before it. The leader answers every append of its batch, lets the callers it answered
+//! run a few scheduler rounds (a writer's next append often follows at once, and so joins
+//! the next batch whole instead of leading one of itself), then hands the lead to the first
+//! append still waiting: no task of its own, no hand-over between tasks on the way to the
+//! database. A leader alone in its batch runs as a lone append: with nothing else in
+//! flight, nothing waits and nothing changes.
+//!
+//! A batch of one-event appends, each to a stream the store has seen reach its expected
+//! version (`reached.rs`), is a plain `INSERT` of the rows at the versions after those,
+//! with no look at the streams. A version taken under one of them fails that statement; it
+//! is sent again as one that skips a taken version (`ON CONFLICT ... DO NOTHING`), as are
+//! the next few such batches, and an append whose row was skipped runs on its own, which
+//! gives its conflict (or, for a retry of an append that landed, its first outcome).
 //!
 //! An append refused by its expected version fails alone (the caller looks whether it is a
 //! retry of an append that already landed, as a lone append does); the rest land. When the
@@ -313,9 +322,10 @@ impl Group {
     /// Right after a batch is answered, before the lead is passed on: its callers often
     /// append again at once (a writer's next command), and the first of them to arrive would
     /// otherwise lead a batch of itself alone while the rest queue behind it. Lets the
-    /// answered tasks run for a few scheduler rounds ([`YIELD_ROUNDS`] at most, fewer once a
-    /// round brings nobody), so the next batch takes them together. No timer: a caller that
-    /// does not come back costs a few rounds of the scheduler, microseconds.
+    /// answered tasks run for a few scheduler rounds ([`YIELD_ROUNDS`] at most; fewer once
+    /// appends wait and a round brings no more), so the next batch takes them together. No
+    /// timer: a caller that does not come back costs a few rounds of the scheduler,
+    /// microseconds.
     async fn let_answered_return(&self) {
         let mut waiting = self.lock().waiting.len();
         for _ in 0..YIELD_ROUNDS {

@@ -13,8 +13,12 @@
 //!   `INSERT` at the versions after it, with no look at the stream first: versions only
 //!   grow, so the stream is at that version or past it, and the unique index refuses the
 //!   rows when it is past. A [`Repository`](es_core::Repository) appends expecting what its
-//!   load just read, so its appends take that path. (The store takes it that a stream's
-//!   events are never deleted under it: a schema dropped and made again needs a new store.)
+//!   load just read, so its appends take that path, as long as the store remembers the
+//!   stream (8,192 streams at most; a load from a snapshot with nothing after it sees no
+//!   version, and group commit takes the path for one-event appends only). Never on your
+//!   connection ([`PostgresStore::append_in`]) or with inline projections. (The store takes
+//!   it that a stream's events are never deleted under it: a schema dropped and made again
+//!   needs a new store.)
 //!   An append retried after its outcome was lost (same event ids and content) gets its
 //!   original outcome ([`es_core::store::replayed_append`]); any other reuse of an id is
 //!   `DuplicateEventId`.
@@ -27,8 +31,10 @@
 //!   event can later commit behind a reader: subscribers never skip a late commit and never
 //!   see one twice, with no timeout and no gap-skipping guess. A [`Position`] is that pair.
 //! - **Subscriptions** wake on a local signal (same process), on `LISTEN` (other
-//!   processes; the `NOTIFY` is sent after the append commits, coalesced, never inside it;
-//!   one listener per store, on a connection of its own, whatever the number of
+//!   processes; the `NOTIFY` is sent after the append commits, coalesced, never inside it,
+//!   and only while another store listens, which its listener's connection shows by a
+//!   shared advisory lock: a bare `LISTEN` on the channel of your own hears nothing; one
+//!   listener per store, on a connection of its own, whatever the number of
 //!   subscriptions), and poll as well, because a notification can be lost on reconnect. A
 //!   record that no longer decodes is delivered in its place as an error naming stream,
 //!   version and position; what follows it is still delivered.
@@ -39,7 +45,8 @@
 //!   past 127 levels), and names or ids too long to index, are refused at append as
 //!   `Unstorable`, by [`es_core::store::check_storable`], the same check the in-memory store
 //!   runs.
-//! - Reads are paged by rows (500) and by bytes (8 MiB of payload and metadata as sent):
+//! - Reads are paged by rows (500) and by bytes (8 MiB of payload and metadata as sent; a
+//!   load, which reads no metadata, counts its payloads):
 //!   memory stays bounded however large the events. `read_all` reads page after page until
 //!   a short page; under writers faster than the reader it goes on with them (use
 //!   `subscribe` for a feed that never ends on purpose). A subscription reads one page ahead
@@ -299,7 +306,7 @@ impl PostgresStore {
     }
 
     /// How many bytes of payload and metadata a read page holds at most, as sent (default
-    /// 8 MiB): the reader stops taking a page's rows once they reach it, and reads the rest
+    /// 8 MiB; a load's page, which holds no metadata, counts its payloads): the reader stops taking a page's rows once they reach it, and reads the rest
     /// of the page off the wire without holding it. A page always holds at least one record,
     /// so one record larger than this is still read. Memory stays bounded by the smaller of
     /// this and [`with_batch_size`] records.
@@ -369,8 +376,10 @@ impl PostgresStore {
     /// Appends with inline projections, inside your transaction ([`PostgresStore::append_in`]),
     /// or across streams (`append_all`) keep their own transaction, as do empty appends and
     /// appends sealing personal fields. When a batch fails as a whole (a writer outside it
-    /// took a version first, an event id already stored, a lost connection), each of its
-    /// appends runs on its own, with the same outcome it would have had alone.
+    /// took a version first, an event id already stored, a lost connection), it is sent once
+    /// more (a batch that did not look at its streams: skipping a taken version), and then
+    /// each of its appends still without an outcome runs on its own, with the same outcome
+    /// it would have had alone.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {

@@ -140,6 +140,7 @@ impl Statements {
                 "SELECT pg_notify('{channel}', '') FROM pg_locks \
                  WHERE locktype = 'advisory' AND classid = {PRESENCE_SPACE}::oid \
                    AND objid = (hashtext('{channel}') & 2147483647)::oid AND objsubid = 2 \
+                   AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
                    AND granted AND pid <> $1 AND pid <> pg_backend_pid() \
                  LIMIT 1"
             )),

@@ -26,7 +26,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::{PgPool, Row, SqlStr};
 
-use crate::held::Held;
+use crate::held::{Held, held};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -136,14 +136,15 @@ impl Wake {
         Some(runtime.spawn(async move {
             while appends.changed().await.is_ok() {
                 appends.borrow_and_update();
+                // On a fresh connection once more when the held one turns out to be dead.
                 let sent = async {
-                    let mut conn = held.lease(&pool).await?;
-                    let sent = sqlx::query(notify.clone())
-                        .bind(own_listener.load(Ordering::Acquire))
-                        .execute(&mut *conn)
-                        .await;
-                    conn.finish_sqlx(&sent);
-                    sent
+                    held!(held, &pool, |conn| {
+                        sqlx::query(notify.clone())
+                            .bind(own_listener.load(Ordering::Acquire))
+                            .execute(conn)
+                            .await
+                            .map_err(crate::error::backend)
+                    })
                 };
                 if let Err(e) = sent.await {
                     tracing::debug!(error = %e, "NOTIFY failed; other processes will poll");
@@ -210,6 +211,8 @@ async fn listen(
     loop {
         let connected = async {
             let mut listener = PgListener::connect_with(&pool).await?;
+            // A lost connection is made again here, with the presence lock, not by sqlx.
+            listener.eager_reconnect(false);
             // Present before listening (see the module's docs).
             let row = sqlx::query(present.clone())
                 .fetch_one(&mut listener)
@@ -243,8 +246,8 @@ async fn listen(
         bump(&notifications);
         loop {
             tokio::select! {
-                // Not `recv`, which reconnects on its own: a new session must take the
-                // presence lock again, so a lost connection starts over here.
+                // `try_recv`, not `recv` (which reconnects on its own): a new session must
+                // take the presence lock again, so a lost connection starts over here.
                 received = listener.try_recv() => {
                     bump(&notifications);
                     match received {

@@ -333,3 +333,58 @@ async fn an_append_expecting_a_version_seen_before_conflicts_after_another_write
         .expect("lands");
     assert_eq!(landed.version, 3);
 }
+
+/// An append on a caller's connection, in a transaction sqlx does not know of (a plain
+/// `BEGIN`), is not taken as committed: once that transaction rolls back, an append
+/// expecting the version it would have made is the conflict, not a gap in the stream.
+#[tokio::test]
+async fn an_append_in_a_transaction_begun_by_hand_is_not_taken_as_committed() {
+    let store = support::store().await;
+    let stream = StreamId::new("notes", Uuid::now_v7().to_string());
+    store
+        .append(
+            &stream,
+            ExpectedVersion::NoStream,
+            vec![event(serde_json::json!({ "n": 1 }))],
+        )
+        .await
+        .expect("first");
+    let mut conn = store.pool().acquire().await.expect("connection");
+    sqlx::raw_sql("BEGIN")
+        .execute(&mut *conn)
+        .await
+        .expect("BEGIN");
+    let inside = store
+        .append_in(
+            &mut conn,
+            &stream,
+            ExpectedVersion::Exact(1),
+            vec![event(serde_json::json!({ "n": 2 }))],
+        )
+        .await
+        .expect("appended in the transaction");
+    assert_eq!(inside.version, 2);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut *conn)
+        .await
+        .expect("ROLLBACK");
+    drop(conn);
+    match store
+        .append(
+            &stream,
+            ExpectedVersion::Exact(2),
+            vec![event(serde_json::json!({ "n": 3 }))],
+        )
+        .await
+    {
+        Err(StoreError::Conflict { actual, .. }) => assert_eq!(actual, 1),
+        other => panic!("the stream is at 1: {other:?}"),
+    }
+    let stored: Vec<_> = store
+        .read_stream(&stream, 1)
+        .try_collect()
+        .await
+        .expect("read");
+    let versions: Vec<u64> = stored.iter().map(|r| r.version).collect();
+    assert_eq!(versions, [1], "no gap, nothing after the rollback");
+}
