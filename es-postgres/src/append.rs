@@ -476,31 +476,15 @@ async fn append_on(
     let mut races = 0;
     loop {
         let pooled = inner.settings.pooled;
-        let statement = if exact {
-            if count == 1 {
-                sqlx::query(inner.sql.append_exact_one.clone())
-                    .bind(stream.category())
-                    .bind(stream.id())
-                    .bind(expected_version)
-                    .bind(&cols.event_types[0])
-                    .bind(cols.schema_versions[0])
-                    .bind(&cols.payloads[0])
-                    .bind(&cols.metadata[0])
-                    .bind(cols.event_ids[0])
-            } else {
-                sqlx::query(inner.sql.append_exact.clone())
-                    .bind(stream.category())
-                    .bind(stream.id())
-                    .bind(expected_version)
-                    .bind(&cols.event_types)
-                    .bind(&cols.schema_versions)
-                    .bind(&cols.payloads)
-                    .bind(&cols.metadata)
-                    .bind(&cols.event_ids)
-            }
-        } else if count == 1 {
+        // The same parameters for both kinds: the exact one does not look first.
+        let (one, many) = if exact {
+            (&inner.sql.append_exact_one, &inner.sql.append_exact)
+        } else {
+            (&inner.sql.append_one, &inner.sql.append)
+        };
+        let statement = if count == 1 {
             // One event: its values as they are, no arrays.
-            sqlx::query(inner.sql.append_one.clone())
+            sqlx::query(one.clone())
                 .bind(stream.category())
                 .bind(stream.id())
                 .bind(expected_version)
@@ -510,7 +494,7 @@ async fn append_on(
                 .bind(&cols.metadata[0])
                 .bind(cols.event_ids[0])
         } else {
-            sqlx::query(inner.sql.append.clone())
+            sqlx::query(many.clone())
                 .bind(stream.category())
                 .bind(stream.id())
                 .bind(expected_version)

@@ -478,55 +478,53 @@ async fn commit(inner: &Inner, group: &Group, mut batch: Vec<Request>) {
     }
 }
 
-/// The batch's statement, on a held connection (a failed one is given up; the batch is then
-/// sent again, or its appends run alone).
+/// The batch's statement (`Statements::append_group`).
 async fn send(inner: &Inner, a: &Arrays) -> Result<Vec<PgRow>, sqlx::Error> {
-    let mut conn = inner.held.lease(&inner.pool).await?;
-    let pooled = inner.settings.pooled;
-    let rows = pinned!(pooled, conn, |c| {
-        sqlx::query(inner.sql.append_group.clone())
-            .persistent(!pooled)
-            .bind(&a.append)
-            .bind(&a.categories)
-            .bind(&a.stream_ids)
-            .bind(&a.expected)
-            .bind(&a.owner)
-            .bind(&a.place)
-            .bind(&a.event_types)
-            .bind(&a.schema_versions)
-            .bind(&a.payloads)
-            .bind(&a.metadata)
-            .bind(&a.event_ids)
-            .fetch_all(c)
-            .await
-    });
-    conn.finish_sqlx(&rows);
-    rows
+    let query = sqlx::query(inner.sql.append_group.clone())
+        .bind(&a.append)
+        .bind(&a.categories)
+        .bind(&a.stream_ids)
+        .bind(&a.expected)
+        .bind(&a.owner)
+        .bind(&a.place)
+        .bind(&a.event_types)
+        .bind(&a.schema_versions)
+        .bind(&a.payloads)
+        .bind(&a.metadata)
+        .bind(&a.event_ids);
+    on_held(inner, query).await
 }
 
 /// A batch of one-event appends to streams known to be at their expected versions
-/// (`Statements::append_group_exact`), on a held connection as [`send`] does.
+/// (`Statements::append_group_exact`, or `_or_skip` to skip a taken version).
 async fn send_exact(inner: &Inner, a: &Arrays, skip: bool) -> Result<Vec<PgRow>, sqlx::Error> {
-    let mut conn = inner.held.lease(&inner.pool).await?;
-    let pooled = inner.settings.pooled;
     let statement = if skip {
         &inner.sql.append_group_exact_or_skip
     } else {
         &inner.sql.append_group_exact
     };
+    let query = sqlx::query(statement.clone())
+        .bind(&a.categories)
+        .bind(&a.stream_ids)
+        .bind(&a.versions)
+        .bind(&a.event_types)
+        .bind(&a.schema_versions)
+        .bind(&a.payloads)
+        .bind(&a.metadata)
+        .bind(&a.event_ids);
+    on_held(inner, query).await
+}
+
+/// A batch's statement, on a held connection (a failed one is given up; the batch is then
+/// sent again, or its appends run alone).
+async fn on_held(
+    inner: &Inner,
+    query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+) -> Result<Vec<PgRow>, sqlx::Error> {
+    let mut conn = inner.held.lease(&inner.pool).await?;
+    let pooled = inner.settings.pooled;
     let rows = pinned!(pooled, conn, |c| {
-        sqlx::query(statement.clone())
-            .persistent(!pooled)
-            .bind(&a.categories)
-            .bind(&a.stream_ids)
-            .bind(&a.versions)
-            .bind(&a.event_types)
-            .bind(&a.schema_versions)
-            .bind(&a.payloads)
-            .bind(&a.metadata)
-            .bind(&a.event_ids)
-            .fetch_all(c)
-            .await
+        query.persistent(!pooled).fetch_all(c).await
     });
     conn.finish_sqlx(&rows);
     rows
