@@ -84,6 +84,7 @@ pub mod contracts;
 mod envelope;
 mod memory;
 mod model;
+mod payload_text;
 mod position;
 pub mod projection;
 mod repository;
@@ -106,7 +107,7 @@ pub use projection::{
 pub use repository::{Error, Executed, Loaded, Repository};
 pub use store::{
     Appended, Decoded, Delivery, EventStore, ExpectedVersion, FoldStep, LoadRecord, NewEvent,
-    Payload, RecordedEvent, Snapshot, StoreError, StreamAppend,
+    Payload, RecordedEvent, Snapshot, StoreError, StreamAppend, TextEvent,
 };
 
 /// `#[derive(Event)]`: implements [`Event`] (`#[event(name = "...", version = N)]`).
@@ -169,6 +170,12 @@ pub mod __private {
     pub use tokio;
 
     use crate::{DecodeError, Event};
+
+    /// `event`'s payload as JSON text, when it reads back as `to_value` would give it (and
+    /// the event has no personal field): `EventSet::to_payload_text`.
+    pub fn payload_text<T: Event>(event: &T) -> Option<String> {
+        crate::payload_text::payload_text(event, !T::PERSONAL.is_empty())
+    }
 
     /// Reads one stored payload as `T`, through its upcasting chain.
     ///

@@ -18,7 +18,7 @@ use crate::projection::Checkpoints;
 use crate::store::personal::{self, SubjectKey};
 use crate::store::{
     Appended, Decoded, EventStore, ExpectedVersion, FoldStep, NewEvent, RecordedEvent, Snapshot,
-    StoreError, StreamAppend, check_storable, replayed_append,
+    StoreError, StreamAppend, TextEvent, check_storable, replayed_append,
 };
 
 /// The hasher of the store's own maps, keyed by what appends bring: seeded per process, and
@@ -163,6 +163,64 @@ impl std::ops::Index<usize> for Log {
 
     fn index(&self, index: usize) -> &Entry {
         &self.chunks[index / CHUNK][index % CHUNK]
+    }
+}
+
+/// An event an append brings, of either kind: with its payload as a value, or as text.
+trait Incoming {
+    fn id(&self) -> Uuid;
+    /// Its record at `version` and `position`, with nothing to seal.
+    fn entry(
+        self,
+        stream: &StreamId,
+        version: u64,
+        position: Position,
+        recorded_at: DateTime<Utc>,
+    ) -> Entry;
+}
+
+impl Incoming for NewEvent {
+    fn id(&self) -> Uuid {
+        self.event_id
+    }
+
+    fn entry(
+        mut self,
+        stream: &StreamId,
+        version: u64,
+        position: Position,
+        recorded_at: DateTime<Utc>,
+    ) -> Entry {
+        let payload = std::mem::take(&mut self.payload);
+        Entry::new(stream, version, position, recorded_at, self, &payload)
+    }
+}
+
+impl Incoming for TextEvent {
+    fn id(&self) -> Uuid {
+        self.event_id
+    }
+
+    fn entry(
+        self,
+        stream: &StreamId,
+        version: u64,
+        position: Position,
+        recorded_at: DateTime<Utc>,
+    ) -> Entry {
+        Entry {
+            position,
+            stream: stream.clone(),
+            version,
+            event_id: self.event_id,
+            event_type: self.event_type.into_boxed_str(),
+            schema_version: self.schema_version,
+            payload: self.payload.into_boxed_str(),
+            // Written by the repository with no field to seal, and no marker of one.
+            sealed: false,
+            metadata: (self.metadata != Metadata::default()).then(|| Box::new(self.metadata)),
+            recorded_at,
+        }
     }
 }
 
@@ -611,10 +669,21 @@ impl InMemoryStore {
         if let Err(e) = check_storable(stream, &events) {
             return Ok(Err(e));
         }
+        self.append_checked(stream, expected, events)
+    }
+
+    /// The part of [`InMemoryStore::append_plain`] under the lock, for events of either
+    /// kind (checked as storable, nothing to seal).
+    fn append_checked<T: Incoming>(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<T>,
+    ) -> Result<Result<Appended, StoreError>, Vec<T>> {
         let mut state = self.inner.write();
         let replay = events
             .first()
-            .is_some_and(|e| state.event_ids.contains_key(&e.event_id));
+            .is_some_and(|e| state.event_ids.contains_key(&e.id()));
         if replay || !state.inline.is_empty() {
             return Err(events);
         }
@@ -636,10 +705,8 @@ impl InMemoryStore {
         if events.len() > 1 {
             let mut seen = HashSet::with_capacity(events.len());
             for e in &events {
-                if event_ids.contains_key(&e.event_id) || !seen.insert(e.event_id) {
-                    return Ok(Err(StoreError::DuplicateEventId {
-                        event_id: e.event_id,
-                    }));
+                if event_ids.contains_key(&e.id()) || !seen.insert(e.id()) {
+                    return Ok(Err(StoreError::DuplicateEventId { event_id: e.id() }));
                 }
             }
         }
@@ -652,11 +719,10 @@ impl InMemoryStore {
         }
         let indices = &mut streams.entry(stream.clone()).or_default().indices;
         let mut positions = Vec::with_capacity(events.len());
-        for (version, mut e) in (actual + 1..).zip(events) {
+        for (version, e) in (actual + 1..).zip(events) {
             let index = log.len();
             let position = Position::new(0, to_u64(index) + 1);
-            let payload = std::mem::take(&mut e.payload);
-            let entry = Entry::new(stream, version, position, recorded_at, e, &payload);
+            let entry = e.entry(stream, version, position, recorded_at);
             event_ids.insert(entry.event_id, index);
             indices.push(index);
             log.push(entry);
@@ -728,6 +794,31 @@ impl EventStore for InMemoryStore {
 
     async fn append_all(&self, parts: Vec<StreamAppend>) -> Result<Vec<Appended>, StoreError> {
         self.append_now(parts)
+    }
+
+    /// Payloads are kept as text: the repository hands them over so.
+    fn takes_text(&self) -> bool {
+        true
+    }
+
+    /// Kept as written, on the plain path; a retry of an append that landed, or a store with
+    /// inline projections, reads the payloads into values and appends those.
+    async fn append_text(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<TextEvent>,
+    ) -> Result<Appended, StoreError> {
+        crate::store::limits::check_storable_text(stream, &events)?;
+        let events = match self.append_checked(stream, expected, events) {
+            Ok(done) => return done,
+            Err(events) => events,
+        };
+        let events = events
+            .into_iter()
+            .map(|e| e.into_new_event(stream))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append(stream, expected, events).await
     }
 
     fn read_stream(

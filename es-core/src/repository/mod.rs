@@ -597,6 +597,22 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         .await
     }
 
+    /// Appends `records`, with the claims when there are any.
+    async fn append_records(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        records: Vec<NewEvent>,
+        claims: &[StreamId],
+        metadata: &Metadata,
+    ) -> Result<crate::Appended, StoreError> {
+        if claims.is_empty() {
+            self.store.append(stream, expected, records).await
+        } else {
+            claims::append(&self.store, stream, expected, records, claims, metadata).await
+        }
+    }
+
     async fn run(
         &self,
         id: &A::Id,
@@ -663,21 +679,26 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     position: None,
                 });
             }
-            let records = encode(&events, &metadata, ids)?;
-            let ids: Vec<Uuid> = records.iter().map(|r| r.event_id).collect();
             let append_expected = expected.unwrap_or(ExpectedVersion::Exact(loaded.version));
-            let appended = if claims.is_empty() {
-                self.store.append(&stream, append_expected, records).await
+            // A store that keeps text gets the payloads written straight from the events,
+            // where that reads back the same (else, and for claims, as values).
+            let texts = (claims.is_empty() && self.store.takes_text())
+                .then(|| encode_text(&events, &metadata, ids))
+                .flatten();
+            let (ids, appended): (Vec<Uuid>, _) = if let Some(texts) = texts {
+                let ids = texts.iter().map(|r| r.event_id).collect();
+                let appended = self
+                    .store
+                    .append_text(&stream, append_expected, texts)
+                    .await;
+                (ids, appended)
             } else {
-                claims::append(
-                    &self.store,
-                    &stream,
-                    append_expected,
-                    records,
-                    claims,
-                    &metadata,
-                )
-                .await
+                let records = encode(&events, &metadata, ids)?;
+                let ids = records.iter().map(|r| r.event_id).collect();
+                let appended = self
+                    .append_records(&stream, append_expected, records, claims, &metadata)
+                    .await;
+                (ids, appended)
             };
             match appended {
                 Ok(appended) => {
@@ -812,6 +833,31 @@ fn encode<E: EventSet>(
                 event_type: event_type.to_owned(),
                 schema_version: event.schema_version(),
                 payload,
+                metadata: metadata.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The events to append with their payloads as JSON text, each written straight from its
+/// event (`EventSet::to_payload_text`); `None` when one cannot be (it goes as a value).
+fn encode_text<E: EventSet>(
+    events: &[E],
+    metadata: &Metadata,
+    ids: Ids<'_>,
+) -> Option<Vec<crate::store::TextEvent>> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| {
+            Some(crate::store::TextEvent {
+                payload: event.to_payload_text()?,
+                event_id: match ids {
+                    Ids::Fresh => Uuid::now_v7(),
+                    Ids::Caused(key) => key.event_id(index),
+                },
+                event_type: event.name().to_owned(),
+                schema_version: event.schema_version(),
                 metadata: metadata.clone(),
             })
         })

@@ -57,6 +57,39 @@ fn stream_problem(stream: &StreamId) -> Option<String> {
 ///
 /// [`StoreError::Unstorable`] naming the stream, the event and the reason.
 pub fn check_storable(stream: &StreamId, events: &[NewEvent]) -> Result<(), StoreError> {
+    check_parts(
+        stream,
+        events.iter().map(|e| {
+            (
+                e.event_type.as_str(),
+                e.event_id,
+                json_problem(&e.payload, 1),
+                &e.metadata,
+            )
+        }),
+    )
+}
+
+/// [`check_storable`] for events whose payloads are text written by the
+/// [`Repository`](crate::Repository), which writes as text only what has no payload problem.
+pub(crate) fn check_storable_text(
+    stream: &StreamId,
+    events: &[super::TextEvent],
+) -> Result<(), StoreError> {
+    check_parts(
+        stream,
+        events
+            .iter()
+            .map(|e| (e.event_type.as_str(), e.event_id, None, &e.metadata)),
+    )
+}
+
+/// The checks of [`check_storable`], over each event's stored name, id, payload problem
+/// (found already) and metadata.
+fn check_parts<'a>(
+    stream: &StreamId,
+    events: impl Iterator<Item = (&'a str, uuid::Uuid, Option<&'static str>, &'a Metadata)>,
+) -> Result<(), StoreError> {
     let unstorable = |reason: String| StoreError::Unstorable {
         stream: stream.clone(),
         reason,
@@ -64,26 +97,20 @@ pub fn check_storable(stream: &StreamId, events: &[NewEvent]) -> Result<(), Stor
     if let Some(problem) = stream_problem(stream) {
         return Err(unstorable(problem));
     }
-    for event in events {
-        let problem = if event.event_type.contains('\0') {
+    for (event_type, event_id, payload_problem, metadata) in events {
+        let problem = if event_type.contains('\0') {
             Some(("stored name", "holds a NUL character (\\u0000)"))
-        } else if event.event_type.len() > MAX_NAME_BYTES {
+        } else if event_type.len() > MAX_NAME_BYTES {
             Some(("stored name", "is longer than 255 bytes"))
-        } else if let Some(p) = json_problem(&event.payload, 1) {
+        } else if let Some(p) = payload_problem {
             Some(("payload", p))
         } else {
-            metadata_problem(&event.metadata).map(|p| ("metadata", p))
+            metadata_problem(metadata).map(|p| ("metadata", p))
         };
         if let Some((part, problem)) = problem {
-            let shown: String = event
-                .event_type
-                .replace('\0', "\\0")
-                .chars()
-                .take(64)
-                .collect();
+            let shown: String = event_type.replace('\0', "\\0").chars().take(64).collect();
             return Err(unstorable(format!(
-                "the {part} of event `{shown}` ({}) {problem}",
-                event.event_id
+                "the {part} of event `{shown}` ({event_id}) {problem}"
             )));
         }
     }

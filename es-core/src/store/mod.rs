@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::envelope::{Metadata, StreamId};
 use crate::position::Position;
 
-mod limits;
+pub(crate) mod limits;
 pub mod personal;
 mod replay;
 
@@ -71,6 +71,45 @@ pub struct NewEvent {
     pub payload: serde_json::Value,
     /// Who and what caused it.
     pub metadata: Metadata,
+}
+
+/// An event to append whose payload is written already, as JSON text (a JSON object that
+/// reads back as the value a [`NewEvent`] would carry): what [`EventStore::append_text`]
+/// takes. The [`Repository`](crate::Repository) makes them for a store that keeps text.
+#[doc(hidden)]
+#[derive(Clone, PartialEq, Debug)]
+pub struct TextEvent {
+    /// The unique event id.
+    pub event_id: Uuid,
+    /// The stored name.
+    pub event_type: String,
+    /// The schema version of the payload.
+    pub schema_version: u16,
+    /// The payload, as JSON text.
+    pub payload: String,
+    /// Who and what caused it.
+    pub metadata: Metadata,
+}
+
+impl TextEvent {
+    /// The event with its payload read into a value.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unstorable`] when the payload is not JSON.
+    pub fn into_new_event(self, stream: &StreamId) -> Result<NewEvent, StoreError> {
+        let payload = serde_json::from_str(&self.payload).map_err(|e| StoreError::Unstorable {
+            stream: stream.clone(),
+            reason: format!("the payload of event {} is not JSON: {e}", self.event_id),
+        })?;
+        Ok(NewEvent {
+            event_id: self.event_id,
+            event_type: self.event_type,
+            schema_version: self.schema_version,
+            payload,
+            metadata: self.metadata,
+        })
+    }
 }
 
 /// One stream's part of an atomic append to several streams ([`EventStore::append_all`]).
@@ -402,6 +441,31 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
+
+    /// Whether this store keeps payloads as text and would rather be handed them so
+    /// ([`EventStore::append_text`]): no by default.
+    #[doc(hidden)]
+    fn takes_text(&self) -> bool {
+        false
+    }
+
+    /// [`EventStore::append`] of events whose payloads are JSON text already. The default
+    /// reads each into a value and appends that.
+    #[doc(hidden)]
+    fn append_text(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<TextEvent>,
+    ) -> impl Future<Output = Result<Appended, StoreError>> + Send {
+        async move {
+            let events = events
+                .into_iter()
+                .map(|e| e.into_new_event(stream))
+                .collect::<Result<Vec<_>, _>>()?;
+            self.append(stream, expected, events).await
+        }
+    }
 
     /// Appends to several streams atomically: every part's expected version is checked,
     /// and all parts land, or none (the first refusal is the error). The outcomes come in

@@ -254,6 +254,10 @@ fn event_set(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
         let ident = &a.event.ident;
         quote!(Self::#ident(__e) => #krate::__private::serde_json::to_value(__e),)
     });
+    let text_arms = applies.iter().map(|a| {
+        let ident = &a.event.ident;
+        quote!(Self::#ident(__e) => #krate::__private::payload_text(__e),)
+    });
     // One `if` per event type, reading the payload with `decode` (a `Value`) or
     // `decode_text` (its JSON text).
     let decoders_with = |decode: TokenStream| -> Vec<TokenStream> {
@@ -290,6 +294,7 @@ fn event_set(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
     let name_body = matcher(quote!(#(#name_arms)*));
     let version_body = matcher(quote!(#(#version_arms)*));
     let payload_body = matcher(quote!(#(#payload_arms)*));
+    let text_body = matcher(quote!(#(#text_arms)*));
     quote! {
         #[automatically_derived]
         impl #krate::EventSet for #event_enum {
@@ -314,6 +319,10 @@ fn event_set(model: &AggregateImpl, names: &Names<'_>) -> TokenStream {
 
             fn personal(&self) -> &'static [#krate::Personal] {
                 #personal_body
+            }
+
+            fn to_payload_text(&self) -> ::core::option::Option<::std::string::String> {
+                #text_body
             }
 
             fn contracts() -> ::std::vec::Vec<#krate::contracts::Contract> {

@@ -1,0 +1,117 @@
+//! An event's payload written straight to JSON text, for a store that keeps text (the
+//! in-memory store): no `serde_json::Value` built, checked and dropped on the way.
+//!
+//! Only where that text reads back as the very value the `Value` path stores: the event has
+//! no personal fields (those are marked in the `Value`), and nothing in it is what the
+//! `Value` path changes or refuses. Anything else gives `None`, and the caller takes the
+//! `Value` path, which gives the canonical outcome (a negative zero made `0.0`, a NUL
+//! refused as unstorable, ...). Keys come in the struct's order rather than sorted: the
+//! text differs, the value it reads back as does not.
+
+use std::io;
+
+use serde::Serialize;
+use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
+
+use crate::store::MAX_JSON_DEPTH;
+
+/// The compact formatter, refusing (with an error that ends the writing) what the `Value`
+/// path would change or refuse.
+struct Checked {
+    depth: usize,
+}
+
+fn refused() -> io::Error {
+    io::Error::other("not for the text path")
+}
+
+impl Checked {
+    fn open(&mut self) -> io::Result<()> {
+        self.depth += 1;
+        if self.depth > MAX_JSON_DEPTH {
+            return Err(refused());
+        }
+        Ok(())
+    }
+}
+
+impl Formatter for Checked {
+    fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
+        // A negative zero: the `Value` path writes `0.0` for it.
+        if value == 0.0 && value.is_sign_negative() {
+            return Err(refused());
+        }
+        CompactFormatter.write_f64(writer, value)
+    }
+
+    // `to_value` widens an `f32` to an `f64`, whose shortest text differs.
+    fn write_f32<W: ?Sized + io::Write>(&mut self, _: &mut W, _: f32) -> io::Result<()> {
+        Err(refused())
+    }
+
+    // `to_value` refuses integers past 64 bits; text would keep them.
+    fn write_i128<W: ?Sized + io::Write>(&mut self, _: &mut W, _: i128) -> io::Result<()> {
+        Err(refused())
+    }
+
+    fn write_u128<W: ?Sized + io::Write>(&mut self, _: &mut W, _: u128) -> io::Result<()> {
+        Err(refused())
+    }
+
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
+        // A NUL, in a string or a key: refused as unstorable by the `Value` path.
+        if matches!(escape, CharEscape::AsciiControl(0)) {
+            return Err(refused());
+        }
+        CompactFormatter.write_char_escape(writer, escape)
+    }
+
+    fn begin_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.open()?;
+        CompactFormatter.begin_array(writer)
+    }
+
+    fn end_array<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.depth -= 1;
+        CompactFormatter.end_array(writer)
+    }
+
+    fn begin_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.open()?;
+        CompactFormatter.begin_object(writer)
+    }
+
+    fn end_object<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
+        self.depth -= 1;
+        CompactFormatter.end_object(writer)
+    }
+}
+
+/// `event`'s payload as JSON text, when it reads back as the value the `Value` path would
+/// store (an object, no personal field, nothing that path changes or refuses; no `"$es_seal"`
+/// anywhere, the marker of a field to seal); else `None`.
+pub(crate) fn payload_text<T: Serialize>(event: &T, personal: bool) -> Option<String> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    if personal {
+        return None;
+    }
+    // Written into a buffer kept per thread, then allocated once at its length (kept as it
+    // is by the store: no spare capacity, no shrinking).
+    BUFFER.with(|buffer| {
+        let mut out = buffer.try_borrow_mut().ok()?;
+        out.clear();
+        let mut writer = serde_json::Serializer::with_formatter(&mut *out, Checked { depth: 0 });
+        event.serialize(&mut writer).ok()?;
+        if out.first() != Some(&b'{') || memchr::memmem::find(&out, b"$es_seal").is_some() {
+            return None;
+        }
+        // serde_json writes UTF-8 only.
+        std::str::from_utf8(&out).ok().map(str::to_owned)
+    })
+}
