@@ -796,11 +796,6 @@ impl EventStore for InMemoryStore {
         self.append_now(parts)
     }
 
-    /// Payloads are kept as text: the repository hands them over so.
-    fn takes_text(&self) -> bool {
-        true
-    }
-
     /// Kept as written, on the plain path; a retry of an append that landed, or a store with
     /// inline projections, reads the payloads into values and appends those.
     async fn append_text(

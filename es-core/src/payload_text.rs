@@ -1,12 +1,17 @@
-//! An event's payload written straight to JSON text, for a store that keeps text (the
-//! in-memory store): no `serde_json::Value` built, checked and dropped on the way.
+//! An event's payload written straight to JSON text: no `serde_json::Value` built, checked
+//! and dropped on the way (the in-memory store keeps the text as written; other stores read
+//! it into a value).
 //!
-//! Only where that text reads back as the very value the `Value` path stores: the event has
+//! Only where that text reads back as the very value the `Value` path gives: the event has
 //! no personal fields (those are marked in the `Value`), and nothing in it is what the
 //! `Value` path changes or refuses. Anything else gives `None`, and the caller takes the
 //! `Value` path, which gives the canonical outcome (a negative zero made `0.0`, a NUL
 //! refused as unstorable, ...). Keys come in the struct's order rather than sorted: the
-//! text differs, the value it reads back as does not.
+//! text differs, the value it reads back as does not (a type that keeps the order of the
+//! keys it reads, such as an `IndexMap`, reads them in the struct's order). One difference
+//! of serde_json's own: its writer takes an `Option` map key (`Some(k)` as `k`) that
+//! `to_value` refuses. The repository chooses text or value by the event alone, whatever
+//! the store, so every store takes or refuses such an event alike.
 
 use std::io;
 
@@ -55,6 +60,17 @@ impl Formatter for Checked {
     }
 
     fn write_u128<W: ?Sized + io::Write>(&mut self, _: &mut W, _: u128) -> io::Result<()> {
+        Err(refused())
+    }
+
+    // Text spliced in as it is (a `RawValue`): `to_value` parses it, and would change or
+    // refuse what is in it.
+    fn write_raw_fragment<W: ?Sized + io::Write>(&mut self, _: &mut W, _: &str) -> io::Result<()> {
+        Err(refused())
+    }
+
+    // A number as its text (serde_json's `arbitrary_precision`): not looked into here.
+    fn write_number_str<W: ?Sized + io::Write>(&mut self, _: &mut W, _: &str) -> io::Result<()> {
         Err(refused())
     }
 
@@ -114,4 +130,47 @@ pub(crate) fn payload_text<T: Serialize>(event: &T, personal: bool) -> Option<St
         // serde_json writes UTF-8 only.
         std::str::from_utf8(&out).ok().map(str::to_owned)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::payload_text;
+    use serde::Serialize;
+    use serde_json::value::RawValue;
+
+    #[derive(Serialize)]
+    struct Raw {
+        r: Box<RawValue>,
+    }
+
+    #[derive(Serialize)]
+    struct Plain {
+        b: f64,
+        a: Vec<i32>,
+    }
+
+    /// Text spliced in as it is (a `RawValue`) is never written straight: `to_value`
+    /// parses it, and would change (`-0.0`) or refuse (a NUL) what is in it.
+    #[test]
+    fn raw_text_goes_as_a_value_and_the_rest_is_written_straight() {
+        for raw in ["-0.0", "\"a\\u0000b\"", "1", "{\"x\": 1}"] {
+            let event = Raw {
+                r: RawValue::from_string(raw.to_owned()).expect("JSON"),
+            };
+            assert_eq!(payload_text(&event, false), None, "{raw}");
+        }
+        let plain = Plain {
+            b: 1.5,
+            a: vec![1, -2],
+        };
+        assert_eq!(
+            payload_text(&plain, false).as_deref(),
+            Some(r#"{"b":1.5,"a":[1,-2]}"#)
+        );
+        assert_eq!(
+            payload_text(&plain, true),
+            None,
+            "personal fields: as a value"
+        );
+    }
 }

@@ -680,26 +680,45 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 });
             }
             let append_expected = expected.unwrap_or(ExpectedVersion::Exact(loaded.version));
-            // A store that keeps text gets the payloads written straight from the events,
-            // where that reads back the same (else, and for claims, as values).
-            let texts = (claims.is_empty() && self.store.takes_text())
-                .then(|| encode_text(&events, &metadata, ids))
-                .flatten();
-            let (ids, appended): (Vec<Uuid>, _) = if let Some(texts) = texts {
-                let ids = texts.iter().map(|r| r.event_id).collect();
-                let appended = self
-                    .store
-                    .append_text(&stream, append_expected, texts)
-                    .await;
-                (ids, appended)
-            } else {
-                let records = encode(&events, &metadata, ids)?;
-                let ids = records.iter().map(|r| r.event_id).collect();
-                let appended = self
-                    .append_records(&stream, append_expected, records, claims, &metadata)
-                    .await;
-                (ids, appended)
-            };
+            // The payloads written straight from the events as JSON text where that reads
+            // back the same, whatever the store (so that every store takes the same events
+            // the same way): kept as written by a store that keeps text, read into values
+            // by the others. Else, as values.
+            let (ids, appended): (Vec<Uuid>, _) =
+                if let Some(texts) = encode_text(&events, &metadata, ids) {
+                    let ids = texts.iter().map(|r| r.event_id).collect();
+                    let appended = if claims.is_empty() {
+                        self.store
+                            .append_text(&stream, append_expected, texts)
+                            .await
+                    } else {
+                        match texts
+                            .into_iter()
+                            .map(|t| t.into_new_event(&stream))
+                            .collect::<Result<Vec<_>, _>>()
+                        {
+                            Ok(records) => {
+                                self.append_records(
+                                    &stream,
+                                    append_expected,
+                                    records,
+                                    claims,
+                                    &metadata,
+                                )
+                                .await
+                            }
+                            Err(e) => Err(e),
+                        }
+                    };
+                    (ids, appended)
+                } else {
+                    let records = encode(&events, &metadata, ids)?;
+                    let ids = records.iter().map(|r| r.event_id).collect();
+                    let appended = self
+                        .append_records(&stream, append_expected, records, claims, &metadata)
+                        .await;
+                    (ids, appended)
+                };
             match appended {
                 Ok(appended) => {
                     let count = u64::try_from(events.len()).unwrap_or(u64::MAX);

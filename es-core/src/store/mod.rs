@@ -78,6 +78,7 @@ pub struct NewEvent {
 /// takes. The [`Repository`](crate::Repository) makes them for a store that keeps text.
 #[doc(hidden)]
 #[derive(Clone, PartialEq, Debug)]
+#[non_exhaustive]
 pub struct TextEvent {
     /// The unique event id.
     pub event_id: Uuid,
@@ -442,15 +443,9 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         events: Vec<NewEvent>,
     ) -> impl Future<Output = Result<Appended, StoreError>> + Send;
 
-    /// Whether this store keeps payloads as text and would rather be handed them so
-    /// ([`EventStore::append_text`]): no by default.
-    #[doc(hidden)]
-    fn takes_text(&self) -> bool {
-        false
-    }
-
-    /// [`EventStore::append`] of events whose payloads are JSON text already. The default
-    /// reads each into a value and appends that.
+    /// [`EventStore::append`] of events whose payloads are JSON text already, written by
+    /// the [`Repository`](crate::Repository). The default reads each into a value and
+    /// appends that; a store that keeps text keeps it as written.
     #[doc(hidden)]
     fn append_text(
         &self,
