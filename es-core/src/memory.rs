@@ -310,23 +310,15 @@ impl Entry {
 /// `payload` as compact JSON text, allocated once at its length (written into a buffer kept
 /// per thread first).
 fn json_text(payload: &serde_json::Value) -> Box<str> {
-    thread_local! {
-        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    BUFFER.with(|buffer| {
-        let Ok(mut buffer) = buffer.try_borrow_mut() else {
-            return payload.to_string().into_boxed_str();
-        };
-        buffer.clear();
+    crate::payload_text::with_buffer(|buffer| {
         // A `Value` always serializes, as UTF-8.
-        match serde_json::to_writer(&mut *buffer, payload)
+        serde_json::to_writer(&mut *buffer, payload)
             .ok()
-            .and_then(|()| std::str::from_utf8(&buffer).ok())
-        {
-            Some(text) => Box::from(text),
-            None => payload.to_string().into_boxed_str(),
-        }
+            .and_then(|()| std::str::from_utf8(buffer).ok())
+            .map(Box::from)
     })
+    .flatten()
+    .unwrap_or_else(|| payload.to_string().into_boxed_str())
 }
 
 /// A stream: where its events are in the log, and the events as the first type a load

@@ -111,30 +111,47 @@ impl Formatter for Checked {
 /// store (an object, no personal field, nothing that path changes or refuses; no `"$es_seal"`
 /// anywhere, the marker of a field to seal); else `None`.
 pub(crate) fn payload_text<T: Serialize>(event: &T, personal: bool) -> Option<String> {
-    thread_local! {
-        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
     if personal {
         return None;
     }
-    // Written into a buffer kept per thread, then allocated once at its length (kept as it
-    // is by the store: no spare capacity, no shrinking).
-    BUFFER.with(|buffer| {
-        let mut out = buffer.try_borrow_mut().ok()?;
-        out.clear();
+    // Written into the thread's buffer, then allocated once at its length (kept as it is
+    // by the store: no spare capacity, no shrinking).
+    with_buffer(|out| {
         let mut writer = serde_json::Serializer::with_formatter(&mut *out, Checked { depth: 0 });
         event.serialize(&mut writer).ok()?;
-        if out.first() != Some(&b'{') || memchr::memmem::find(&out, b"$es_seal").is_some() {
+        if out.first() != Some(&b'{') || memchr::memmem::find(out, b"$es_seal").is_some() {
             return None;
         }
         // serde_json writes UTF-8 only.
-        std::str::from_utf8(&out).ok().map(str::to_owned)
+        std::str::from_utf8(out).ok().map(str::to_owned)
+    })
+    .flatten()
+}
+
+/// What a thread's text buffer keeps between uses: one larger event's worth is given back.
+const KEPT_BYTES: usize = 64 * 1024;
+
+/// Runs `write` on this thread's text buffer, empty (`None` when the buffer is in use: a
+/// `Serialize` impl writing an event inside another's).
+pub(crate) fn with_buffer<R>(write: impl FnOnce(&mut Vec<u8>) -> R) -> Option<R> {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| {
+        let mut buffer = buffer.try_borrow_mut().ok()?;
+        buffer.clear();
+        let written = write(&mut buffer);
+        if buffer.capacity() > KEPT_BYTES {
+            buffer.clear();
+            buffer.shrink_to(KEPT_BYTES);
+        }
+        Some(written)
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::payload_text;
+    use super::{KEPT_BYTES, payload_text, with_buffer};
     use serde::Serialize;
     use serde_json::value::RawValue;
 
@@ -172,5 +189,18 @@ mod tests {
             None,
             "personal fields: as a value"
         );
+    }
+
+    /// A large event's text leaves no large buffer behind; a nested use gets none.
+    #[test]
+    fn the_thread_buffer_gives_back_what_a_large_event_took() {
+        with_buffer(|b| b.resize(4 * KEPT_BYTES, b'x')).expect("free");
+        let kept = with_buffer(|b| {
+            assert!(b.is_empty());
+            b.capacity()
+        });
+        assert!(kept.is_some_and(|c| c <= KEPT_BYTES), "{kept:?}");
+        let nested = with_buffer(|_| with_buffer(|_| ()));
+        assert_eq!(nested, Some(None));
     }
 }
