@@ -613,6 +613,27 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         }
     }
 
+    /// Appends events whose payloads are JSON text: as text (the store keeps it or reads
+    /// it), or read into values for the claims' `append_all`.
+    async fn append_texts(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        texts: Vec<crate::store::TextEvent>,
+        claims: &[StreamId],
+        metadata: &Metadata,
+    ) -> Result<crate::Appended, StoreError> {
+        if claims.is_empty() {
+            return self.store.append_text(stream, expected, texts).await;
+        }
+        let records = texts
+            .into_iter()
+            .map(|t| t.into_new_event(stream))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.append_records(stream, expected, records, claims, metadata)
+            .await
+    }
+
     async fn run(
         &self,
         id: &A::Id,
@@ -684,41 +705,23 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             // back the same, whatever the store (so that every store takes the same events
             // the same way): kept as written by a store that keeps text, read into values
             // by the others. Else, as values.
-            let (ids, appended): (Vec<Uuid>, _) =
-                if let Some(texts) = encode_text(&events, &metadata, ids) {
+            let (ids, appended): (Vec<Uuid>, _) = match encode_text(&events, &metadata, ids) {
+                Some(texts) => {
                     let ids = texts.iter().map(|r| r.event_id).collect();
-                    let appended = if claims.is_empty() {
-                        self.store
-                            .append_text(&stream, append_expected, texts)
-                            .await
-                    } else {
-                        match texts
-                            .into_iter()
-                            .map(|t| t.into_new_event(&stream))
-                            .collect::<Result<Vec<_>, _>>()
-                        {
-                            Ok(records) => {
-                                self.append_records(
-                                    &stream,
-                                    append_expected,
-                                    records,
-                                    claims,
-                                    &metadata,
-                                )
-                                .await
-                            }
-                            Err(e) => Err(e),
-                        }
-                    };
+                    let appended = self
+                        .append_texts(&stream, append_expected, texts, claims, &metadata)
+                        .await;
                     (ids, appended)
-                } else {
+                }
+                None => {
                     let records = encode(&events, &metadata, ids)?;
                     let ids = records.iter().map(|r| r.event_id).collect();
                     let appended = self
                         .append_records(&stream, append_expected, records, claims, &metadata)
                         .await;
                     (ids, appended)
-                };
+                }
+            };
             match appended {
                 Ok(appended) => {
                     let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
