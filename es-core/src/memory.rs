@@ -166,17 +166,20 @@ impl std::ops::Index<usize> for Log {
     }
 }
 
+/// Where an appended event goes: its stream, version, position and time.
+#[derive(Clone, Copy)]
+struct Place<'a> {
+    stream: &'a StreamId,
+    version: u64,
+    position: Position,
+    recorded_at: DateTime<Utc>,
+}
+
 /// An event an append brings, of either kind: with its payload as a value, or as text.
 trait Incoming {
     fn id(&self) -> Uuid;
-    /// Its record at `version` and `position`, with nothing to seal.
-    fn entry(
-        self,
-        stream: &StreamId,
-        version: u64,
-        position: Position,
-        recorded_at: DateTime<Utc>,
-    ) -> Entry;
+    /// Its record at `at`, with nothing to seal.
+    fn entry(self, at: Place<'_>) -> Entry;
 }
 
 impl Incoming for NewEvent {
@@ -184,15 +187,9 @@ impl Incoming for NewEvent {
         self.event_id
     }
 
-    fn entry(
-        mut self,
-        stream: &StreamId,
-        version: u64,
-        position: Position,
-        recorded_at: DateTime<Utc>,
-    ) -> Entry {
+    fn entry(mut self, at: Place<'_>) -> Entry {
         let payload = std::mem::take(&mut self.payload);
-        Entry::new(stream, version, position, recorded_at, self, &payload)
+        Entry::new(at, self, &payload)
     }
 }
 
@@ -201,26 +198,17 @@ impl Incoming for TextEvent {
         self.event_id
     }
 
-    fn entry(
-        self,
-        stream: &StreamId,
-        version: u64,
-        position: Position,
-        recorded_at: DateTime<Utc>,
-    ) -> Entry {
-        Entry {
-            position,
-            stream: stream.clone(),
-            version,
-            event_id: self.event_id,
-            event_type: self.event_type.into_boxed_str(),
-            schema_version: self.schema_version,
-            payload: self.payload.into_boxed_str(),
-            // Written by the repository with no field to seal, and no marker of one.
-            sealed: false,
-            metadata: (self.metadata != Metadata::default()).then(|| Box::new(self.metadata)),
-            recorded_at,
-        }
+    fn entry(self, at: Place<'_>) -> Entry {
+        // Written by the repository with no field to seal, and no marker of one.
+        let kept = (self.payload.into_boxed_str(), false);
+        let TextEvent {
+            event_id,
+            event_type,
+            schema_version,
+            metadata,
+            ..
+        } = self;
+        Entry::kept(at, event_id, event_type, schema_version, metadata, kept)
     }
 }
 
@@ -243,26 +231,40 @@ struct Entry {
 }
 
 impl Entry {
-    /// Keeps `payload` (sealed already) of the event `event` appended at `position`.
-    fn new(
-        stream: &StreamId,
-        version: u64,
-        position: Position,
-        recorded_at: DateTime<Utc>,
-        event: NewEvent,
-        payload: &serde_json::Value,
+    /// Keeps `payload` (sealed already) of the event `event` appended at `at`.
+    fn new(at: Place<'_>, event: NewEvent, payload: &serde_json::Value) -> Self {
+        let kept = (json_text(payload), personal::is_sealed(payload));
+        Self::kept(
+            at,
+            event.event_id,
+            event.event_type,
+            event.schema_version,
+            event.metadata,
+            kept,
+        )
+    }
+
+    /// The record of an event appended at `at`, its payload kept as this text (and whether
+    /// the text holds sealed fields).
+    fn kept(
+        at: Place<'_>,
+        event_id: Uuid,
+        event_type: String,
+        schema_version: u16,
+        metadata: Metadata,
+        (payload, sealed): (Box<str>, bool),
     ) -> Self {
         Self {
-            position,
-            stream: stream.clone(),
-            version,
-            event_id: event.event_id,
-            event_type: event.event_type.into_boxed_str(),
-            schema_version: event.schema_version,
-            payload: json_text(payload),
-            sealed: personal::is_sealed(payload),
-            metadata: (event.metadata != Metadata::default()).then(|| Box::new(event.metadata)),
-            recorded_at,
+            position: at.position,
+            stream: at.stream.clone(),
+            version: at.version,
+            event_id,
+            event_type: event_type.into_boxed_str(),
+            schema_version,
+            payload,
+            sealed,
+            metadata: (metadata != Metadata::default()).then(|| Box::new(metadata)),
+            recorded_at: at.recorded_at,
         }
     }
 
@@ -569,14 +571,13 @@ impl InMemoryStore {
                         }
                     })?;
                 }
-                fresh.push(Entry::new(
-                    &stream,
+                let at = Place {
+                    stream: &stream,
                     version,
                     position,
                     recorded_at,
-                    e,
-                    &payload,
-                ));
+                };
+                fresh.push(Entry::new(at, e, &payload));
                 positions.push(position);
             }
             outcomes.push(Appended {
@@ -714,7 +715,12 @@ impl InMemoryStore {
         for (version, e) in (actual + 1..).zip(events) {
             let index = log.len();
             let position = Position::new(0, to_u64(index) + 1);
-            let entry = e.entry(stream, version, position, recorded_at);
+            let entry = e.entry(Place {
+                stream,
+                version,
+                position,
+                recorded_at,
+            });
             event_ids.insert(entry.event_id, index);
             indices.push(index);
             log.push(entry);
@@ -1101,14 +1107,13 @@ mod tests {
         };
         let position = Position::new(0, to_u64(n) + 1);
         let stream = StreamId::new("log", "1");
-        Entry::new(
-            &stream,
-            to_u64(n) + 1,
+        let at = Place {
+            stream: &stream,
+            version: to_u64(n) + 1,
             position,
-            Utc::now(),
-            event,
-            &serde_json::json!({}),
-        )
+            recorded_at: Utc::now(),
+        };
+        Entry::new(at, event, &serde_json::json!({}))
     }
 
     /// The chunked log reads like one vector across chunk boundaries: by index, from an
