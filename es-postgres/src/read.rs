@@ -329,9 +329,7 @@ impl Cursor {
         let (rows, cut) = match self {
             // A stream's reads (the loads commands decide on) on the primary, on a held
             // connection; the global log on the replica, when there is one.
-            Self::Stream { .. } => held!(inner.held, &inner.pool, |conn| {
-                page(conn, query(), pooled, (bound, row_bytes)).await
-            })?,
+            Self::Stream { .. } => held_page(inner, query, row_bytes).await?,
             Self::Log { .. } | Self::Types { .. } => {
                 let pool = inner.replica.as_ref().unwrap_or(&inner.pool);
                 let mut conn = pool.acquire().await.map_err(backend)?;
@@ -528,25 +526,38 @@ pub(crate) fn read_for_load(
     read_ahead(pages).flat_map(stream::iter)
 }
 
-/// One page of a load, on a held connection.
+/// One page of a load, and whether more may follow.
 async fn load_page(
     inner: &Inner,
     stream: &StreamId,
     from: i64,
 ) -> Result<(Vec<PgRow>, bool), StoreError> {
-    let pooled = inner.settings.pooled;
     let batch = inner.settings.batch;
-    let bound = usize::try_from(inner.settings.batch_bytes).unwrap_or(usize::MAX);
-    let (rows, cut) = held!(inner.held, &inner.pool, |conn| {
-        let query = sqlx::query(inner.sql.load_stream.clone())
+    let query = || {
+        sqlx::query(inner.sql.load_stream.clone())
             .bind(stream.category())
             .bind(stream.id())
             .bind(from)
-            .bind(batch);
-        page(conn, query, pooled, (bound, load_row_bytes)).await
-    })?;
+            .bind(batch)
+    };
+    let (rows, cut) = held_page(inner, query, load_row_bytes).await?;
     let full = cut || i64::try_from(rows.len()).is_ok_and(|n| n >= batch);
     Ok((rows, full))
+}
+
+/// One page of a stream's rows (`query`, made again for a second try) on a held
+/// connection, bounded by bytes as `bytes_of` counts them: the rows, and whether the bound
+/// cut the page.
+async fn held_page<'q>(
+    inner: &'q Inner,
+    query: impl Fn() -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    bytes_of: fn(&PgRow) -> usize,
+) -> Result<(Vec<PgRow>, bool), StoreError> {
+    let pooled = inner.settings.pooled;
+    let bound = usize::try_from(inner.settings.batch_bytes).unwrap_or(usize::MAX);
+    held!(inner.held, &inner.pool, |conn| {
+        page(conn, query(), pooled, (bound, bytes_of)).await
+    })
 }
 
 /// A load's row, sealed fields opened with `keys`.
