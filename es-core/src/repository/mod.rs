@@ -29,6 +29,16 @@ enum Ids<'a> {
     Caused(&'a caused::Key),
 }
 
+impl Ids<'_> {
+    /// The id of the command's event at `index`.
+    fn event_id(self, index: usize) -> Uuid {
+        match self {
+            Self::Fresh => Uuid::now_v7(),
+            Self::Caused(key) => key.event_id(index),
+        }
+    }
+}
+
 /// What a repository call can fail with. `E` is the aggregate's domain error.
 ///
 /// It is `Debug`, and `Display + std::error::Error` when the domain error is `Display +
@@ -848,10 +858,7 @@ fn encode<E: EventSet>(
             }
             mark_personal(&mut payload, event.personal(), event_type)?;
             Ok(NewEvent {
-                event_id: match ids {
-                    Ids::Fresh => Uuid::now_v7(),
-                    Ids::Caused(key) => key.event_id(index),
-                },
+                event_id: ids.event_id(index),
                 event_type: event_type.to_owned(),
                 schema_version: event.schema_version(),
                 payload,
@@ -874,10 +881,7 @@ fn encode_text<E: EventSet>(
         .map(|(index, event)| {
             Some(crate::store::TextEvent {
                 payload: event.to_payload_text()?,
-                event_id: match ids {
-                    Ids::Fresh => Uuid::now_v7(),
-                    Ids::Caused(key) => key.event_id(index),
-                },
+                event_id: ids.event_id(index),
                 event_type: event.name().to_owned(),
                 schema_version: event.schema_version(),
                 metadata: metadata.clone(),
