@@ -90,14 +90,16 @@ const PER_AGGREGATE: usize = 10;
 /// `writers` tasks run `commands` commands in all, each emitting `events` events. With
 /// `hot` streams, writer `w` always works on stream `w % hot` (they grow, and writers
 /// collide); without, each writer moves to an aggregate of its own every
-/// [`PER_AGGREGATE`] commands. Commands per second and latencies.
+/// [`PER_AGGREGATE`] commands. With `create`, the first command on each aggregate expects
+/// no stream (`execute_expecting` with `NoStream`, as a command that creates an aggregate
+/// would), so it needs no load. Commands per second and latencies.
 async fn commands(
     store: &PostgresStore,
     writers: usize,
     hot: Option<usize>,
     commands: usize,
     events: u32,
-    cache: bool,
+    (cache, create): (bool, bool),
 ) -> Run {
     let counted = Instrumented::new(store.clone());
     let mut repo = Repository::<Account, _>::new(counted.clone()).with_retry(100);
@@ -122,9 +124,14 @@ async fn commands(
                         id = uuid::Uuid::now_v7();
                     }
                     let t = Instant::now();
-                    repo.execute(&id, Deposit { amount: 1, events })
-                        .await
-                        .expect("command");
+                    let command = Deposit { amount: 1, events };
+                    if create && shared.is_none() && done % PER_AGGREGATE == 0 {
+                        repo.execute_expecting(&id, command, ExpectedVersion::NoStream)
+                            .await
+                    } else {
+                        repo.execute(&id, command).await
+                    }
+                    .expect("command");
                     latencies.push(t.elapsed());
                     done += 1;
                 }
@@ -246,7 +253,7 @@ async fn main() {
     let scale = if quick { 1 } else { 5 };
     let store = support::store_with(72).await;
     // Warm the pool and the statement caches.
-    let _ = commands(&store, 16, None, 320, 1, false).await;
+    let _ = commands(&store, 16, None, 320, 1, (false, false)).await;
     let _ = floor(&store, 16, 320, 1).await;
 
     let grouped = store.clone().with_group_commit(GroupCommit::new());
@@ -254,29 +261,32 @@ async fn main() {
         "one-event commands through the Repository on PostgreSQL, beside one-row INSERT transactions\n"
     );
     println!(
-        "| writers | streams | cache | group commit | commands/s | p50 (ms) | p99 (ms) | conflicts | floor (rows/s) | commands / floor |"
+        "| writers | streams | first command | cache | group commit | commands/s | p50 (ms) | p99 (ms) | conflicts | floor (rows/s) | commands / floor |"
     );
-    println!("|---:|---|---|---|---:|---:|---:|---:|---:|---:|");
-    for (writers, hot, cache, group) in [
-        (1, None, false, false),
-        (4, None, false, false),
-        (16, None, false, false),
-        (64, None, false, false),
-        (64, Some(8), false, false),
-        (1, None, true, false),
-        (16, None, true, false),
-        (64, None, true, false),
-        (64, Some(8), true, false),
-        (1, None, true, true),
-        (16, None, false, true),
-        (16, None, true, true),
-        (64, None, false, true),
-        (64, None, true, true),
-        (64, Some(8), true, true),
+    println!("|---:|---|---|---|---|---:|---:|---:|---:|---:|---:|");
+    for (writers, hot, cache, group, create) in [
+        (1, None, false, false, false),
+        (4, None, false, false, false),
+        (16, None, false, false, false),
+        (64, None, false, false, false),
+        (64, Some(8), false, false, false),
+        (1, None, true, false, false),
+        (16, None, true, false, false),
+        (64, None, true, false, false),
+        (64, Some(8), true, false, false),
+        (1, None, true, true, false),
+        (16, None, false, true, false),
+        (16, None, true, true, false),
+        (64, None, false, true, false),
+        (64, None, true, true, false),
+        (64, Some(8), true, true, false),
+        (1, None, false, false, true),
+        (1, None, true, false, true),
+        (1, None, true, true, true),
     ] {
         let n = (400 * scale).max(writers * 10);
         let on = if group { &grouped } else { &store };
-        let run = commands(on, writers, hot, n, 1, cache).await;
+        let run = commands(on, writers, hot, n, 1, (cache, create)).await;
         let floor = floor(&store, writers, n, 1).await;
         let streams = hot.map_or_else(
             || format!("own, {PER_AGGREGATE} commands each"),
@@ -284,7 +294,12 @@ async fn main() {
         );
         let yes = |b: bool| if b { "yes" } else { "no" };
         println!(
-            "| {writers} | {streams} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {floor:.0} | {:.2} |",
+            "| {writers} | {streams} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {} | {floor:.0} | {:.2} |",
+            if create {
+                "expects `NoStream`"
+            } else {
+                "`execute`"
+            },
             yes(cache),
             yes(group),
             run.per_second,
@@ -302,7 +317,7 @@ async fn main() {
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for writers in [1, 16] {
         let n = (100 * scale).max(writers * 5);
-        let run = commands(&store, writers, None, n, 10, false).await;
+        let run = commands(&store, writers, None, n, 10, (false, false)).await;
         let floor = floor(&store, writers, n * 100, 100).await;
         let events = run.per_second * 10.0;
         println!(

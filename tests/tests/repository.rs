@@ -428,7 +428,67 @@ async fn with_retry_n_makes_n_more_attempts_on_conflict_only() {
         .await
         .expect_err("conflict");
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
-    assert_eq!(counts(&store), (1, 1));
+    assert_eq!(counts(&store), (1, 0), "expecting no stream: no load");
+}
+
+/// A command expected to find no stream is decided on the default state without a load;
+/// every outcome is the one a load first would give: a stream that has events is a conflict
+/// naming its version (even for a command the default state refuses), a new one a refusal.
+#[tokio::test]
+async fn a_command_expecting_no_stream_is_decided_without_a_load() {
+    let counted = Instrumented::new(InMemoryStore::new());
+    let repo = Repository::<Account, _>::new(counted.clone()).with_cache(10);
+    let reads = || counted.stream_reads();
+    for expected in [ExpectedVersion::NoStream, ExpectedVersion::Exact(0)] {
+        let id = AccountId::new();
+        let open = || OpenAccount {
+            owner: "ada".into(),
+        };
+        let before = reads();
+        let done = repo
+            .execute_expecting(&id, open(), expected)
+            .await
+            .expect("opens");
+        assert_eq!(done.version, 1);
+        assert_eq!(reads(), before, "no load for a new stream");
+        // Kept by the cache: the next command needs no load either.
+        repo.execute(&id, Deposit { amount: 5 })
+            .await
+            .expect("deposits");
+        assert_eq!(reads(), before);
+        let balance = |loaded: Loaded<Account>| loaded.state.balance();
+        assert_eq!(balance(repo.load(&id).await.expect("loads")), 5);
+
+        let stored = counted.inner().len();
+        for err in [
+            repo.execute_expecting(&id, open(), expected).await,
+            // Refused by the default state, but the stream has events: the conflict.
+            repo.execute_expecting(&id, Deposit { amount: 1 }, expected)
+                .await,
+        ] {
+            match err.expect_err("the stream has events") {
+                Error::Conflict {
+                    expected: e,
+                    actual,
+                    ..
+                } => {
+                    assert_eq!((e, actual), (expected, 2));
+                }
+                other => panic!("expected a conflict, got {other:?}"),
+            }
+        }
+        assert_eq!(counted.inner().len(), stored, "the conflicts wrote nothing");
+
+        let err = repo
+            .execute_expecting(&AccountId::new(), Deposit { amount: 1 }, expected)
+            .await
+            .expect_err("not open");
+        assert!(
+            matches!(err, Error::Rejected(AccountError::NotOpen)),
+            "{err:?}"
+        );
+        assert_eq!(counted.inner().len(), stored, "the refusal wrote nothing");
+    }
 }
 
 /// `Repository` is `Send + Sync` and its futures are `Send`, for every store: shared in an

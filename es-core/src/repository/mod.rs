@@ -587,6 +587,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// expectation is a conflict whatever the command, and the append expects it too (a
     /// writer between the load and the append is a conflict as well). Never retried.
     ///
+    /// Expecting no stream (`NoStream`, or `Exact(0)`), as a command that creates an
+    /// aggregate does, needs no load: the command is decided on the default state and the
+    /// append is the check. The outcomes are a load's: a stream with events is the conflict
+    /// (also for a command the default state refuses or does nothing on, which is then
+    /// decided again after a load), and a command refused on a new stream is the refusal.
+    ///
     /// # Errors
     ///
     /// [`Error::Conflict`] when the stream is not at `expected`; as [`Repository::execute`].
@@ -668,8 +674,23 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 None
             };
             let from_cache = cached.is_some();
+            // A stream the caller expects to have no events needs no load on the first
+            // attempt: its state can only be the default. If it has events after all, the
+            // append says so (the conflict a load would have given); a refusal, or a decision
+            // to do nothing, is only final on the store's state, as for a kept one.
+            let assumed = !from_cache
+                && !reload
+                && matches!(
+                    expected,
+                    Some(ExpectedVersion::NoStream | ExpectedVersion::Exact(0))
+                );
             let loaded = match cached {
                 Some(loaded) => loaded,
+                None if assumed => Loaded {
+                    state: A::default(),
+                    version: 0,
+                    snapshot: None,
+                },
                 None => self.load_stream(&stream).await?,
             };
             // If-Match: a stale expectation is a conflict before anything is decided, even
@@ -686,11 +707,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             let events = match loaded.state.handle(command.clone()) {
                 // A kept state may be behind the stream (another writer): a refusal, or a
                 // decision to do nothing, is only final on the store's state.
-                Err(_) if from_cache => {
+                Err(_) if from_cache || assumed => {
                     reload = true;
                     continue;
                 }
-                Ok(events) if events.is_empty() && from_cache => {
+                Ok(events) if events.is_empty() && (from_cache || assumed) => {
                     reload = true;
                     continue;
                 }
