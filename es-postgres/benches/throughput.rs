@@ -7,6 +7,8 @@
 //! its rows; and one-event appends straight to the store at 1-64 writers, one transaction
 //! per append against group commit. Prints tables (commands/s, events/s, p50/p99 latency,
 //! conflicts, ratio to the floor), and last the line `group-commit speedup at 64 writers`.
+//! In full mode each one-event configuration runs three times, alternated with its floor, and
+//! shows the repetition with the median ratio.
 //!
 //! ```text
 //! cargo bench -p es-postgres --bench throughput               # DATABASE_URL, or a throwaway server
@@ -82,6 +84,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
 }
+
+/// How many times each configuration of the first table runs beside its floor (full mode).
+const REPEATS: usize = 3;
 
 /// How many commands go to one aggregate before a writer moves to a new one (the peers'
 /// harness does the same), so loads stay short.
@@ -286,8 +291,16 @@ async fn main() {
     ] {
         let n = (400 * scale).max(writers * 10);
         let on = if group { &grouped } else { &store };
-        let run = commands(on, writers, hot, n, 1, (cache, create)).await;
-        let floor = floor(&store, writers, n, 1).await;
+        // The run and the floor alternated, `REPEATS` times in full mode: the row is the
+        // repetition with the median ratio (the machine is shared; one pair can be off).
+        let mut pairs = Vec::new();
+        for _ in 0..if quick { 1 } else { REPEATS } {
+            let run = commands(on, writers, hot, n, 1, (cache, create)).await;
+            let floor = floor(&store, writers, n, 1).await;
+            pairs.push((run, floor));
+        }
+        pairs.sort_by(|a, b| (a.0.per_second / a.1).total_cmp(&(b.0.per_second / b.1)));
+        let (run, floor) = pairs.swap_remove(pairs.len() / 2);
         let streams = hot.map_or_else(
             || format!("own, {PER_AGGREGATE} commands each"),
             |h| format!("{h} shared"),
