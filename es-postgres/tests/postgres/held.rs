@@ -196,3 +196,62 @@ async fn reads_cut_off_midway_leave_no_connection_out_of_step() {
     }
     assert!(cut > 0, "some reads were cut off");
 }
+
+/// More writers than connections, each appending to a stream of its own for a while: every
+/// writer gets its turns. (Connections going round between the others through the held ones
+/// once left a writer waiting on the pool for the whole run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_writers_than_connections_all_get_their_turn() {
+    use es_core::{EventStore, ExpectedVersion, StreamId};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    const CONNECTIONS: u32 = 16;
+    const WRITERS: usize = 24;
+    let schema_store = support::store().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(CONNECTIONS)
+        .min_connections(CONNECTIONS)
+        .connect(&support::server().url)
+        .await
+        .expect("pool");
+    let store = PostgresStore::new(pool)
+        .with_schema(schema_store.schema())
+        .expect("schema");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            let (store, stop) = (store.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let stream = StreamId::new("turns", uuid::Uuid::now_v7().to_string());
+                let (mut version, mut longest) = (0, Duration::ZERO);
+                while !stop.load(Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let event = support::noted(serde_json::json!({ "n": version }));
+                    version = store
+                        .append(&stream, ExpectedVersion::Exact(version), vec![event])
+                        .await
+                        .expect("append")
+                        .version;
+                    longest = longest.max(started.elapsed());
+                }
+                (version, longest)
+            })
+        })
+        .collect();
+    let run = Duration::from_secs(4);
+    tokio::time::sleep(run).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut turns = Vec::new();
+    for writer in writers {
+        turns.push(writer.await.expect("writer"));
+    }
+    // Fair turns are hundreds each; a writer left waiting gets one, at the end.
+    for (appends, longest) in &turns {
+        assert!(
+            *appends >= 5 && *longest < run / 2,
+            "a writer waited its turn: {turns:?}"
+        );
+    }
+}
