@@ -462,7 +462,8 @@ async fn append_on(
         },
     };
     let count = events.len();
-    let keys = personal::for_append(conn, inner, events, own).await?;
+    let check = (!matches!(expected, ExpectedVersion::Any)).then_some((stream, expected));
+    let keys = personal::for_append(conn, inner, events, own, check).await?;
     let cols = columns(stream, events, keys.as_ref())?;
     // On the store's own connection, on its own (autocommit), expecting a version the
     // stream is known to have reached: nothing to look at first (`reached.rs`). Never on a

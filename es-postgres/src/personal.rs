@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use es_core::store::personal::{self, SubjectKey};
-use es_core::{NewEvent, StoreError};
+use es_core::{ExpectedVersion, NewEvent, StoreError, StreamId};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
@@ -46,11 +46,16 @@ async fn read(
 }
 
 /// The keys of every subject `events` ask to seal, made for new subjects.
+///
+/// With `expected` (the stream and the version the append expects), keys are made only if
+/// the stream is at that version: an append refused anyway makes none (a key made for a
+/// forgotten subject would stop its older sealed fields from reading as forgotten).
 pub(crate) async fn for_append(
     conn: &mut PgConnection,
     inner: &Inner,
     events: &[NewEvent],
     own: bool,
+    expected: Option<(&StreamId, ExpectedVersion)>,
 ) -> Result<Option<Keys>, StoreError> {
     let mut subjects: Vec<String> = events
         .iter()
@@ -68,6 +73,16 @@ pub(crate) async fn for_append(
         let missing: Vec<&String> = subjects.iter().filter(|s| !keys.contains_key(*s)).collect();
         if missing.is_empty() {
             return Ok(Some(keys));
+        }
+        if let Some((stream, expected)) = expected {
+            let actual = crate::append::stream_version(conn, inner, stream, own).await?;
+            if !expected.matches(actual) {
+                return Err(StoreError::Conflict {
+                    stream: stream.clone(),
+                    expected,
+                    actual,
+                });
+            }
         }
         let fresh: Vec<Vec<u8>> = missing
             .iter()

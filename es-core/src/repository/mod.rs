@@ -266,7 +266,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// on the store's state, as a repository without the cache would have decided it. A
     /// refusal, or a decision to do nothing, on a kept state is checked the same way
     /// before it is returned. Clones of the repository share the cache;
-    /// [`Repository::load`] and [`Repository::execute_expecting`] always read the store. A
+    /// [`Repository::load`] and [`Repository::execute_expecting`] never take a kept state
+    /// (they read the store, except a command expecting no stream, which needs no read). A
     /// `capacity` of 0 keeps nothing.
     #[must_use]
     pub fn with_cache(mut self, capacity: usize) -> Self {
@@ -589,9 +590,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     ///
     /// Expecting no stream (`NoStream`, or `Exact(0)`), as a command that creates an
     /// aggregate does, needs no load: the command is decided on the default state and the
-    /// append is the check. The outcomes are a load's: a stream with events is the conflict
-    /// (also for a command the default state refuses or does nothing on, which is then
-    /// decided again after a load), and a command refused on a new stream is the refusal.
+    /// append is the check. The outcomes are a load's: a stream with events is the conflict,
+    /// and a command refused on a new stream is the refusal. A command the default state
+    /// refuses or does nothing on is decided after a load, as before. Two differences on a stream that has events: an error found before
+    /// the append (an event that does not encode, or is over a size limit) comes instead of
+    /// the conflict, and so does the conflict instead of a [`Error::Corrupt`] the load would
+    /// have met.
     ///
     /// # Errors
     ///

@@ -65,3 +65,85 @@ async fn a_cached_writer_and_another_process_lose_no_update() {
         .await
         .expect("withdraw all");
 }
+
+/// A command expecting no stream is decided without a load; on a stream that has events it
+/// is the conflict, with the stream's version, alone or in a group commit's batch (the
+/// appends beside it land), and it makes no key for a subject that has none (a forgotten
+/// one: its older sealed fields still read as forgotten, not as corrupt).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_expecting_no_stream_needs_no_load_and_conflicts_on_an_existing_stream() {
+    use bank::domain::account::holder_of;
+    use es_core::{Error, EventStore, ExpectedVersion};
+    use es_postgres::GroupCommit;
+
+    let store = support::store().await;
+    for grouped in [false, true] {
+        let on = if grouped {
+            store.clone().with_group_commit(GroupCommit::new())
+        } else {
+            store.clone()
+        };
+        let counted = Instrumented::new(on);
+        let accounts = Repository::<Account, _>::new(counted.clone());
+        let open = |owner: &str| OpenAccount {
+            owner: owner.into(),
+        };
+        let id = AccountId::new();
+        let reads = counted.stream_reads();
+        accounts
+            .execute_expecting(&id, open("ada"), ExpectedVersion::NoStream)
+            .await
+            .expect("opens");
+        assert_eq!(counted.stream_reads(), reads, "no load");
+        accounts
+            .execute(&id, Deposit { amount: 3 })
+            .await
+            .expect("deposits");
+
+        // Again, beside other writers' creates, which land.
+        let others: Vec<_> = (0..8)
+            .map(|_| {
+                let accounts = accounts.clone();
+                tokio::spawn(async move {
+                    accounts
+                        .execute_expecting(&AccountId::new(), open("bo"), ExpectedVersion::NoStream)
+                        .await
+                })
+            })
+            .collect();
+        let again = accounts
+            .execute_expecting(&id, open("ada"), ExpectedVersion::NoStream)
+            .await;
+        match again {
+            Err(Error::Conflict {
+                expected, actual, ..
+            }) => assert_eq!((expected, actual), (ExpectedVersion::NoStream, 2)),
+            other => panic!("expected the conflict, got {other:?} (grouped: {grouped})"),
+        }
+        for other in others {
+            assert_eq!(other.await.expect("task").expect("lands").version, 1);
+        }
+
+        // The holder forgotten, a create on the existing account makes no new key: the
+        // opening still reads, its name forgotten.
+        store.forget(&holder_of("ada")).await.expect("forget");
+        let refused = accounts
+            .execute_expecting(&id, open("ada"), ExpectedVersion::NoStream)
+            .await;
+        assert!(
+            matches!(refused, Err(Error::Conflict { actual: 2, .. })),
+            "{refused:?}"
+        );
+        let keys: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM \"{}\".personal_keys WHERE subject = $1",
+            store.schema()
+        )))
+        .bind(holder_of("ada"))
+        .fetch_one(store.pool())
+        .await
+        .expect("keys");
+        assert_eq!(keys, 0, "no key made for a refused append");
+        let loaded = accounts.load(&id).await.expect("still loads");
+        assert_eq!((loaded.version, loaded.state.balance()), (2, 3));
+    }
+}
