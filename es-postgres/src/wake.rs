@@ -6,7 +6,10 @@
 //!   background task sends `NOTIFY`, at most one per 5 ms, coalescing every append that
 //!   landed meanwhile (a `NOTIFY` is a statement, a transaction id and a commit of its own),
 //!   on a connection the store holds, and only when another session listens: one holding
-//!   the presence lock below. Else the statement finds nobody and writes nothing.
+//!   the presence lock below. Else the statement finds nobody and writes nothing, and the
+//!   task looks again only after 100 ms (covering the appends meanwhile): a store that
+//!   starts listening hears of appends at most that much later, and statements are not
+//!   spent every 5 ms while nobody listens.
 //! - One background task per store `LISTEN`s, on a connection of its own (never one of the
 //!   pool's), and bumps a second counter for every notification. It runs while at least one
 //!   subscription is open, and reconnects after a lost connection (waking everyone, since a
@@ -33,6 +36,10 @@ use tokio::task::JoinHandle;
 /// The shortest time between two `NOTIFY`s of one store: other processes hear of an append
 /// at most this much later (their own appends wake their subscribers at once).
 const NOTIFY_EVERY: Duration = Duration::from_millis(5);
+
+/// How long the notifier waits, after it found no other store listening, before it looks
+/// again: a store that starts listening hears of appends at most this much later.
+const LOOK_AGAIN: Duration = Duration::from_millis(100);
 
 /// How long the listener waits before reconnecting after a failure.
 const RECONNECT: Duration = Duration::from_secs(1);
@@ -146,12 +153,19 @@ impl Wake {
                             .map_err(crate::error::backend)
                     })
                 };
-                if let Err(e) = sent.await {
-                    tracing::debug!(error = %e, "NOTIFY failed; other processes will poll");
-                }
+                let quiet = match sent.await {
+                    Ok(done) => done.rows_affected() == 0,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "NOTIFY failed; other processes will poll");
+                        false
+                    }
+                };
                 // Appends meanwhile share the next NOTIFY: at most one per interval, not a
-                // statement (and a transaction id, and a commit) per append.
-                tokio::time::sleep(NOTIFY_EVERY).await;
+                // statement (and a transaction id, and a commit) per append. Nobody else
+                // listening: look again after a longer while, not a statement every interval
+                // (a store that starts listening catches up as it starts, and polls).
+                let pause = if quiet { LOOK_AGAIN } else { NOTIFY_EVERY };
+                tokio::time::sleep(pause).await;
             }
         }))
     }
