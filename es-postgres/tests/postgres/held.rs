@@ -255,3 +255,67 @@ async fn more_writers_than_connections_all_get_their_turn() {
         );
     }
 }
+
+/// As many writers as connections, and somebody else taking connections from the same pool
+/// (as snapshot reads, subscriptions or your code do): they get theirs while the writers
+/// write, not after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_serves_others_while_the_store_writes_at_its_size() {
+    use es_core::{EventStore, ExpectedVersion, StreamId};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    const CONNECTIONS: u32 = 16;
+    let schema_store = support::store().await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(CONNECTIONS)
+        .min_connections(CONNECTIONS)
+        .connect(&support::server().url)
+        .await
+        .expect("pool");
+    let store = PostgresStore::new(pool.clone())
+        .with_schema(schema_store.schema())
+        .expect("schema");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (store, stop) = (store.clone(), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let stream = StreamId::new("others", uuid::Uuid::now_v7().to_string());
+                let mut version = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let event = support::noted(serde_json::json!({ "n": version }));
+                    version = store
+                        .append(&stream, ExpectedVersion::Exact(version), vec![event])
+                        .await
+                        .expect("append")
+                        .version;
+                }
+                version
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut longest = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        let mut conn = tokio::time::timeout(Duration::from_secs(20), pool.acquire())
+            .await
+            .expect("a connection within 20 s")
+            .expect("a connection");
+        longest = longest.max(started.elapsed());
+        sqlx::query("SELECT 1")
+            .execute(&mut *conn)
+            .await
+            .expect("select");
+    }
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        assert!(writer.await.expect("writer") > 0, "every writer wrote");
+    }
+    assert!(
+        longest < Duration::from_secs(1),
+        "the pool served others only after {longest:?}"
+    );
+}
