@@ -57,10 +57,14 @@
 //!   connections the store keeps out of your pool between statements: sqlx tests a
 //!   connection with a round trip each time it leaves the pool and again each time it goes
 //!   back, which made a command six round trips instead of two. At most
-//!   `(max_connections - 1) / 2` are held (none of a pool of one or two), one left unused
-//!   for 100 ms goes back, each goes back after 30 s, and none is held once the pool is
-//!   closed. A held connection that fails as a connection is replaced and the statement
-//!   run again (an append, by its event ids, gets its first outcome if it had landed).
+//!   `(max_connections - 1) / 2` sit held and unused (none of a pool of one or two), one
+//!   left unused for 100 ms goes back, each goes back after 30 s, and none is held once the
+//!   pool is closed. Statements that find none held, the pool at its size and none idle in
+//!   it take turns, first come, first served, for the next connection given up; while the
+//!   store has all the pool's connections out, one goes back to the pool every 20 ms for
+//!   whoever else waits on it (your code, subscriptions, snapshot reads). A held connection
+//!   that fails as a connection is replaced and the statement run again (an append, by its
+//!   event ids, gets its first outcome if it had landed).
 //!
 //! - **Listeners** (`es_core::Projector`): checkpoints in a table; a read model kept in
 //!   tables takes the transaction as its handlers' context (`&mut PgConnection`), and each
