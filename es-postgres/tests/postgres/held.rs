@@ -197,32 +197,30 @@ async fn reads_cut_off_midway_leave_no_connection_out_of_step() {
     assert!(cut > 0, "some reads were cut off");
 }
 
-/// More writers than connections, each appending to a stream of its own for a while: every
-/// writer gets its turns. (Connections going round between the others through the held ones
-/// once left a writer waiting on the pool for the whole run.)
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn more_writers_than_connections_all_get_their_turn() {
+/// Writers appending, each to a stream of its own, on a store over a pool of `connections`
+/// (all open), until `stop`: each gives its appends and its longest append.
+async fn writing(
+    writers: usize,
+    connections: u32,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (sqlx::PgPool, Vec<tokio::task::JoinHandle<(u64, Duration)>>) {
     use es_core::{EventStore, ExpectedVersion, StreamId};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::Ordering;
     use std::time::Instant;
 
-    const CONNECTIONS: u32 = 16;
-    const WRITERS: usize = 24;
     let schema_store = support::store().await;
     let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(CONNECTIONS)
-        .min_connections(CONNECTIONS)
+        .max_connections(connections)
+        .min_connections(connections)
         .connect(&support::server().url)
         .await
         .expect("pool");
-    let store = PostgresStore::new(pool)
+    let store = PostgresStore::new(pool.clone())
         .with_schema(schema_store.schema())
         .expect("schema");
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..WRITERS)
+    let tasks = (0..writers)
         .map(|_| {
-            let (store, stop) = (store.clone(), Arc::clone(&stop));
+            let (store, stop) = (store.clone(), std::sync::Arc::clone(stop));
             tokio::spawn(async move {
                 let stream = StreamId::new("turns", uuid::Uuid::now_v7().to_string());
                 let (mut version, mut longest) = (0, Duration::ZERO);
@@ -240,6 +238,19 @@ async fn more_writers_than_connections_all_get_their_turn() {
             })
         })
         .collect();
+    (pool, tasks)
+}
+
+/// More writers than connections, each appending to a stream of its own for a while: every
+/// writer gets its turns. (Connections going round between the others through the held ones
+/// once left a writer waiting on the pool for the whole run.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_writers_than_connections_all_get_their_turn() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (_pool, writers) = writing(24, 16, &stop).await;
     let run = Duration::from_secs(4);
     tokio::time::sleep(run).await;
     stop.store(true, Ordering::Relaxed);
@@ -261,41 +272,12 @@ async fn more_writers_than_connections_all_get_their_turn() {
 /// write, not after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_serves_others_while_the_store_writes_at_its_size() {
-    use es_core::{EventStore, ExpectedVersion, StreamId};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Instant;
 
-    const CONNECTIONS: u32 = 16;
-    let schema_store = support::store().await;
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(CONNECTIONS)
-        .min_connections(CONNECTIONS)
-        .connect(&support::server().url)
-        .await
-        .expect("pool");
-    let store = PostgresStore::new(pool.clone())
-        .with_schema(schema_store.schema())
-        .expect("schema");
     let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            let (store, stop) = (store.clone(), Arc::clone(&stop));
-            tokio::spawn(async move {
-                let stream = StreamId::new("others", uuid::Uuid::now_v7().to_string());
-                let mut version = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let event = support::noted(serde_json::json!({ "n": version }));
-                    version = store
-                        .append(&stream, ExpectedVersion::Exact(version), vec![event])
-                        .await
-                        .expect("append")
-                        .version;
-                }
-                version
-            })
-        })
-        .collect();
+    let (pool, writers) = writing(16, 16, &stop).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut longest = Duration::ZERO;
     for _ in 0..20 {
@@ -312,7 +294,7 @@ async fn the_pool_serves_others_while_the_store_writes_at_its_size() {
     }
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
-        assert!(writer.await.expect("writer") > 0, "every writer wrote");
+        assert!(writer.await.expect("writer").0 > 0, "every writer wrote");
     }
     assert!(
         longest < Duration::from_secs(1),
