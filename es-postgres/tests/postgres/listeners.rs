@@ -301,7 +301,9 @@ async fn two_partitions_in_two_processes_fold_the_ledger_and_one_takes_over() {
     // A stops: B's runner of partition 0 goes on alone.
     a0.stop().await;
     let before_b0 = in_b0.load(Ordering::SeqCst);
-    let (last, more_rows, more_sum) = deposits(&store, 8, 100).await;
+    // 24 streams: all of them in partition 1 has odds of one in 2^24 (with 8 it was one in
+    // 256, and then B had nothing of partition 0 to take over).
+    let (last, more_rows, more_sum) = deposits(&store, 24, 34).await;
     for h in [&b1, &b0] {
         h.wait_for(last, Duration::from_secs(60))
             .await
