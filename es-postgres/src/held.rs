@@ -194,8 +194,7 @@ impl Held {
         }
         // While the pool may open one, or when nothing is held (a pool of one or two, where
         // nothing goes round outside the pool's own queue), the pool's way.
-        let max = pool.options().get_max_connections();
-        if pool.size() < max || max <= 2 {
+        if may_open(pool) || pool.options().get_max_connections() <= 2 {
             return self.fresh(pool).await;
         }
         let mut turn = {
@@ -229,7 +228,7 @@ impl Held {
             if let Some(lease) = self.idle_in_pool(pool) {
                 return Ok(lease);
             }
-            if pool.is_closed() || pool.size() < pool.options().get_max_connections() {
+            if pool.is_closed() || may_open(pool) {
                 return self.fresh(pool).await;
             }
             if Instant::now() >= deadline {
@@ -381,6 +380,11 @@ impl Drop for Held {
         let idle = std::mem::take(&mut self.lock().idle);
         give_back(idle);
     }
+}
+
+/// Whether `pool` may still open a connection: asking it does not wait on others.
+fn may_open(pool: &PgPool) -> bool {
+    pool.size() < pool.options().get_max_connections()
 }
 
 /// A statement waiting its turn. Dropped (its connection came from the pool meanwhile, or
