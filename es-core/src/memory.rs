@@ -92,8 +92,9 @@ struct State {
     event_ids: HashMap<Uuid, usize, Fast>,
     /// Inline projections, folded under the lock with every append.
     inline: Vec<Box<dyn crate::projection::inline::Inline>>,
-    /// Each data subject's key (personal fields are sealed with it; `forget` deletes it).
-    keys: HashMap<String, SubjectKey>,
+    /// Each data subject's key (personal fields are sealed with it; `forget` deletes it),
+    /// and when it was made (a subject named again after `forget` has a new one).
+    keys: HashMap<String, (SubjectKey, DateTime<Utc>)>,
 }
 
 /// How many records a chunk of the log holds.
@@ -277,14 +278,15 @@ impl Entry {
         })
     }
 
-    /// The payload with personal fields opened under `keys` (`null` where a key is gone).
+    /// The payload with personal fields opened under `keys` (`null` where a key is gone,
+    /// or was made after this record: the subject was forgotten and named again).
     fn opened_payload<'k>(
         &self,
-        keys: impl Fn(&str) -> Option<&'k SubjectKey>,
+        keys: impl Fn(&str) -> Option<(&'k SubjectKey, DateTime<Utc>)>,
     ) -> serde_json::Value {
         let mut payload = self.stored_payload();
         if self.sealed
-            && let Err(why) = personal::open(&mut payload, keys)
+            && let Err(why) = personal::open_recorded(&mut payload, self.recorded_at, keys)
         {
             // This store sealed it itself: only a bug gets here. Read as forgotten.
             tracing::error!(stream = %self.stream, version = self.version, %why, "a sealed field does not open");
@@ -367,7 +369,7 @@ impl State {
     /// `entry` read as `E`, personal fields opened.
     fn decode<E: EventSet>(&self, entry: &Entry) -> Result<E, Box<CorruptEvent>> {
         let decoded = if entry.sealed {
-            let payload = entry.opened_payload(|s| self.keys.get(s));
+            let payload = entry.opened_payload(|s| self.key(s));
             E::from_stored(&entry.event_type, entry.schema_version, payload)
         } else {
             // Nothing to open: straight from the text.
@@ -386,7 +388,12 @@ impl State {
 
     /// `entry` as reads give it: personal fields opened (or `null`, forgotten).
     fn opened(&self, entry: &Entry) -> RecordedEvent {
-        entry.record(entry.opened_payload(|s| self.keys.get(s)))
+        entry.record(entry.opened_payload(|s| self.key(s)))
+    }
+
+    /// A subject's key and when it was made.
+    fn key(&self, subject: &str) -> Option<(&SubjectKey, DateTime<Utc>)> {
+        self.keys.get(subject).map(|(key, made)| (key, *made))
     }
 }
 
@@ -539,7 +546,7 @@ impl InMemoryStore {
         }
         // Validated. The new records, at the positions they will take, personal fields
         // sealed (keys made for new subjects are kept only if the append lands).
-        let mut new_keys: HashMap<String, SubjectKey> = HashMap::new();
+        let mut new_keys: HashMap<String, (SubjectKey, DateTime<Utc>)> = HashMap::new();
         let mut outcomes = Vec::with_capacity(parts.len());
         let mut fresh: Vec<Entry> = Vec::with_capacity(total);
         for (part, plan) in parts.into_iter().zip(plans) {
@@ -560,10 +567,15 @@ impl InMemoryStore {
                 if !subjects.is_empty() {
                     for subject in subjects {
                         if !state.keys.contains_key(&subject) {
-                            new_keys.entry(subject).or_insert_with(SubjectKey::generate);
+                            new_keys
+                                .entry(subject)
+                                .or_insert_with(|| (SubjectKey::generate(), recorded_at));
                         }
                     }
-                    let keys = |s: &str| new_keys.get(s).or_else(|| state.keys.get(s));
+                    let keys = |s: &str| {
+                        let (key, _) = new_keys.get(s).or_else(|| state.keys.get(s))?;
+                        Some(key)
+                    };
                     personal::seal(&mut payload, keys).map_err(|reason| {
                         StoreError::Unstorable {
                             stream: stream.clone(),
@@ -594,7 +606,10 @@ impl InMemoryStore {
             let opened: Vec<Arc<RecordedEvent>> = fresh
                 .iter()
                 .map(|entry| {
-                    let keys = |s: &str| new_keys.get(s).or_else(|| state.keys.get(s));
+                    let keys = |s: &str| {
+                        let (key, made) = new_keys.get(s).or_else(|| state.keys.get(s))?;
+                        Some((key, *made))
+                    };
                     Arc::new(entry.record(entry.opened_payload(keys)))
                 })
                 .collect();

@@ -6,6 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
+
 use es_core::store::personal::{self, SubjectKey};
 use es_core::{ExpectedVersion, NewEvent, StoreError, StreamId};
 use sqlx::postgres::PgRow;
@@ -15,8 +17,19 @@ use crate::Inner;
 use crate::error::backend;
 use crate::pinned::pinned;
 
-/// Keys by subject.
-pub(crate) type Keys = HashMap<String, SubjectKey>;
+/// Keys by subject, with when each was made (a subject named again after `forget` has a
+/// new key, and its fields recorded before then read as forgotten).
+pub(crate) type Keys = HashMap<String, (SubjectKey, DateTime<Utc>)>;
+
+/// A subject's key, for sealing.
+pub(crate) fn key<'k>(keys: &'k Keys, subject: &str) -> Option<&'k SubjectKey> {
+    keys.get(subject).map(|(key, _)| key)
+}
+
+/// A subject's key and when it was made, for opening.
+pub(crate) fn dated<'k>(keys: &'k Keys, subject: &str) -> Option<(&'k SubjectKey, DateTime<Utc>)> {
+    keys.get(subject).map(|(key, made)| (key, *made))
+}
 
 /// Reads the keys of `subjects` on `conn` (`own`: the store's pool connection).
 async fn read(
@@ -38,8 +51,9 @@ async fn read(
     for row in rows {
         let subject: String = row.try_get("subject").map_err(backend)?;
         let bytes: Vec<u8> = row.try_get("key").map_err(backend)?;
+        let made: DateTime<Utc> = row.try_get("created_at").map_err(backend)?;
         if let Some(key) = SubjectKey::from_bytes(&bytes) {
-            keys.insert(subject, key);
+            keys.insert(subject, (key, made));
         }
     }
     Ok(keys)

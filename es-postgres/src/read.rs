@@ -127,7 +127,10 @@ fn decode(
 ) -> Result<RecordedEvent, StoreError> {
     let mut record = decode_sealed(row, key)?;
     if let Some(keys) = keys
-        && let Err(reason) = es_core::store::personal::open(&mut record.payload, |s| keys.get(s))
+        && let Err(reason) =
+            es_core::store::personal::open_recorded(&mut record.payload, record.recorded_at, |s| {
+                personal::dated(keys, s)
+            })
     {
         return Err(StoreError::Corrupt {
             stream: record.stream,
@@ -590,7 +593,10 @@ fn load_record(
         Some(keys) if text.get().contains(es_core::store::personal::SEALED) => {
             let mut value: serde_json::Value =
                 serde_json::from_str(text.get()).map_err(|e| corrupt(e.to_string()))?;
-            es_core::store::personal::open(&mut value, |s| keys.get(s)).map_err(corrupt)?;
+            es_core::store::personal::open_recorded(&mut value, recorded_at, |s| {
+                personal::dated(keys, s)
+            })
+            .map_err(corrupt)?;
             Payload::Value(value)
         }
         _ => Payload::Text(text.get().to_owned()),

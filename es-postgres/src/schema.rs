@@ -345,7 +345,7 @@ impl Statements {
                 "DELETE FROM {checkpoints} WHERE name = $1 OR starts_with(name, $1 || '#')"
             )),
             keys_read: sql(format!(
-                "SELECT subject, key FROM {keys} WHERE subject = ANY($1)"
+                "SELECT subject, key, created_at FROM {keys} WHERE subject = ANY($1)"
             )),
             keys_add: sql(format!(
                 "INSERT INTO {keys} (subject, key) SELECT * FROM unnest($1::text[], $2::bytea[]) \

@@ -588,7 +588,10 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// (`#[personal(subject = ..)]`) reads as `null` from now on (its type's `Default` once
     /// decoded), in every read, subscription and rebuild, while the events themselves stay.
     /// Snapshots of the streams holding such fields are dropped too (a state may hold the
-    /// plaintext). Forgetting a subject without a key does nothing.
+    /// plaintext). Forgetting a subject without a key does nothing. An event that names the
+    /// subject later makes it a new key: the new fields read, the older ones stay forgotten
+    /// (a field that does not open under a key made after it was recorded reads as `null`:
+    /// [`personal::open_recorded`](crate::store::personal::open_recorded)).
     ///
     /// The default is for a store that keeps no keys: an error.
     fn forget(&self, subject: &str) -> impl Future<Output = Result<(), StoreError>> + Send {

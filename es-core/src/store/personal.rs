@@ -5,6 +5,9 @@
 //! field, the subject and field name as associated data), and opens it on every read: the
 //! value again, or `null` once the key was deleted by `forget`. The typed decode turns that
 //! `null` into the field type's `Default`. Keys never leave the store and are never logged.
+//! A subject named again after `forget` gets a new key; a store keeps when each key was made
+//! and opens with [`open_recorded`], so the fields sealed under the deleted key, recorded
+//! before the new one was made, still read as `null`.
 //!
 //! Only top-level fields of a payload are personal (fields of the event struct).
 
@@ -14,6 +17,7 @@ use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 /// The key of a field the repository asks the store to seal.
@@ -158,6 +162,36 @@ pub fn open<'k>(
     payload: &mut Value,
     key: impl Fn(&str) -> Option<&'k SubjectKey>,
 ) -> Result<(), String> {
+    open_with(payload, key, |_| false)
+}
+
+/// [`open`] for a record stored at `recorded_at`, with each subject's key and the time it
+/// was made. A subject forgotten and then named again has a new key: its fields recorded
+/// before that key was made were sealed under the deleted one, so one that does not
+/// decrypt under the new key reads as `null` (forgotten), not as an error.
+///
+/// # Errors
+///
+/// A sealed field that does not decrypt with a key made at or before `recorded_at`.
+pub fn open_recorded<'k>(
+    payload: &mut Value,
+    recorded_at: DateTime<Utc>,
+    key: impl Fn(&str) -> Option<(&'k SubjectKey, DateTime<Utc>)>,
+) -> Result<(), String> {
+    open_with(
+        payload,
+        |s| key(s).map(|(k, _)| k),
+        |s| key(s).is_some_and(|(_, made)| made > recorded_at),
+    )
+}
+
+/// [`open`], with `newer(subject)`: whether the subject's key was made after the record
+/// (a field that does not decrypt under it then reads as forgotten).
+fn open_with<'k>(
+    payload: &mut Value,
+    key: impl Fn(&str) -> Option<&'k SubjectKey>,
+    newer: impl Fn(&str) -> bool,
+) -> Result<(), String> {
     let Some(fields) = payload.as_object_mut() else {
         return Ok(());
     };
@@ -194,6 +228,7 @@ pub fn open<'k>(
         })();
         match opened {
             Some(plain) => *value = plain,
+            None if newer(subject) => *value = Value::Null,
             None => return Err(format!("sealed field `{field}` does not decrypt")),
         }
     }
@@ -256,5 +291,25 @@ mod tests {
         moved["name"] = sealed;
         assert!(open(&mut moved, |_| Some(&key)).is_err());
         assert_eq!(format!("{key:?}"), "SubjectKey(..)");
+    }
+
+    #[test]
+    fn a_field_sealed_before_its_subjects_key_was_made_reads_as_forgotten() {
+        let (old, new) = (SubjectKey::generate(), SubjectKey::generate());
+        let mut sealed = json!({ "owner": { SEAL: { "subject": "c-1", "value": "Ada" } } });
+        seal(&mut sealed, |_| Some(&old)).expect("seals");
+        let recorded = DateTime::from_timestamp(1_000, 0).expect("a time");
+        let later = DateTime::from_timestamp(2_000, 0).expect("a time");
+
+        let mut opened = sealed.clone();
+        open_recorded(&mut opened, recorded, |_| Some((&old, recorded))).expect("opens");
+        assert_eq!(opened, json!({ "owner": "Ada" }));
+        // Forgotten, then named again: the new key was made after the record.
+        let mut renamed = sealed.clone();
+        open_recorded(&mut renamed, recorded, |_| Some((&new, later))).expect("forgotten");
+        assert_eq!(renamed, json!({ "owner": null }));
+        // A key made at or before the record that does not open it: altered, an error.
+        assert!(open_recorded(&mut sealed.clone(), later, |_| Some((&new, recorded))).is_err());
+        assert!(open_recorded(&mut sealed.clone(), recorded, |_| Some((&new, recorded))).is_err());
     }
 }

@@ -896,6 +896,47 @@ where
         Some(sum_to(4))
     );
     rebuilt.stop().await;
+
+    // The holder named again: the subject has a new key. The new name reads, and the old
+    // one, sealed under the deleted key, still reads as forgotten, not as corrupt.
+    let again = Name {
+        holder: holder.clone(),
+        owner: "Ada King".into(),
+    };
+    let last = ledgers.execute(&id, again).await.expect("named again");
+    let last = last.position.expect("appended");
+    let loaded = ledgers.load(&id).await.expect("loads once named again");
+    assert_eq!(loaded.state.owner, "Ada King");
+    assert_eq!(loaded.state.cents, sum_to(4));
+    let history: Vec<_> = ledgers.history(&id).collect::<Vec<_>>().await;
+    let owners: Vec<_> = history
+        .iter()
+        .filter_map(|e| match e {
+            Ok(e) => match &e.event {
+                LedgerEvent::Named(named) => Some(Ok(named.owner.clone())),
+                _ => None,
+            },
+            Err(e) => Some(Err(e.to_string())),
+        })
+        .collect();
+    assert_eq!(owners, [Ok(String::new()), Ok("Ada King".to_owned())]);
+    let raw: Vec<_> = store
+        .read_stream(&stream_of(id), 1)
+        .collect::<Vec<_>>()
+        .await;
+    let raw: Vec<_> = raw
+        .into_iter()
+        .map(|r| r.expect("every record reads"))
+        .collect();
+    assert_eq!(raw[0].payload["owner"], Value::Null);
+    assert_eq!(raw[raw.len() - 1].payload["owner"], "Ada King");
+    let rebuilt = Projector::new(store.clone(), Ledgers::default()).spawn();
+    rebuilt.wait_for(last, WAIT).await.expect("rebuilt again");
+    assert_eq!(
+        rebuilt.read(|l| l.owners.get(&key).cloned()).as_deref(),
+        Some("Ada King")
+    );
+    rebuilt.stop().await;
 }
 
 /// An append whose personal fields were sealed, retried with the same events (its outcome
