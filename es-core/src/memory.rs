@@ -89,12 +89,52 @@ struct State {
     /// Per stream, where its events are in `log`, and what loads keep of them.
     streams: HashMap<StreamId, StreamLog, Fast>,
     /// Every stored event id, with its index in `log`.
-    event_ids: HashMap<Uuid, usize, Fast>,
+    event_ids: EventIds,
     /// Inline projections, folded under the lock with every append.
     inline: Vec<Box<dyn crate::projection::inline::Inline>>,
     /// Each data subject's key (personal fields are sealed with it; `forget` deletes it),
     /// and when it was made (a subject named again after `forget` has a new one).
     keys: HashMap<String, (SubjectKey, DateTime<Utc>)>,
+}
+
+/// Every stored event id, with its index in the log. Ids made by `Uuid::now_v7` rise with
+/// time, so most arrive above every id before them: those go at the end of a sorted run,
+/// which a fresh id is checked against by its last entry alone (no hashing, and no random
+/// write into a table of millions, which cost a tenth of an append). The others (ids set by
+/// callers, appends that raced) go in a map. Every id in the map is below the run's last.
+#[derive(Default)]
+struct EventIds {
+    rising: Vec<(Uuid, usize)>,
+    others: HashMap<Uuid, usize, Fast>,
+}
+
+impl EventIds {
+    fn get(&self, id: &Uuid) -> Option<&usize> {
+        match self.rising.last() {
+            Some((last, _)) if id <= last => {
+                match self.rising.binary_search_by(|(stored, _)| stored.cmp(id)) {
+                    Ok(at) => Some(&self.rising[at].1),
+                    Err(_) => self.others.get(id),
+                }
+            }
+            // Above every id stored: in neither.
+            _ => None,
+        }
+    }
+
+    fn contains_key(&self, id: &Uuid) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Adds `id`, not stored yet, at `index`.
+    fn insert(&mut self, id: Uuid, index: usize) {
+        match self.rising.last() {
+            Some((last, _)) if id <= *last => {
+                self.others.insert(id, index);
+            }
+            _ => self.rising.push((id, index)),
+        }
+    }
 }
 
 /// How many records a chunk of the log holds.
@@ -328,12 +368,27 @@ fn json_text(payload: &serde_json::Value) -> Box<str> {
 /// A stream: where its events are in the log, and the events as the first type a load
 /// asked for reads them ([`Kept`]), so later loads fold them without copying or decoding
 /// them again.
-#[derive(Default)]
 struct StreamLog {
+    /// Its id, shared by its records (not one copy per append).
+    stream: StreamId,
     /// The indices of its events in `log`, in version order.
     indices: Vec<usize>,
     /// A `Kept<E>`, for the `E` of the first load.
     kept: Mutex<Option<Box<dyn Any + Send + Sync>>>,
+}
+
+impl StreamLog {
+    /// The log of `stream` in `streams`, made if it has none yet.
+    fn of<'s>(
+        streams: &'s mut HashMap<StreamId, StreamLog, Fast>,
+        stream: &StreamId,
+    ) -> &'s mut StreamLog {
+        streams.entry(stream.clone()).or_insert_with(|| StreamLog {
+            stream: stream.clone(),
+            indices: Vec::new(),
+            kept: Mutex::default(),
+        })
+    }
 }
 
 /// A run of a stream's events decoded as `E`: the one at index `first` (version `first + 1`)
@@ -630,14 +685,12 @@ impl InMemoryStore {
             event_ids,
             ..
         } = &mut *state;
-        for entry in fresh {
+        for mut entry in fresh {
             let index = log.len();
             event_ids.insert(entry.event_id, index);
-            streams
-                .entry(entry.stream.clone())
-                .or_default()
-                .indices
-                .push(index);
+            let stream = StreamLog::of(streams, &entry.stream);
+            stream.indices.push(index);
+            entry.stream = stream.stream.clone();
             log.push(entry);
         }
         let head = log.len();
@@ -725,7 +778,9 @@ impl InMemoryStore {
                 recorded_at,
             }));
         }
-        let indices = &mut streams.entry(stream.clone()).or_default().indices;
+        let StreamLog {
+            stream, indices, ..
+        } = StreamLog::of(streams, stream);
         let mut positions = Vec::with_capacity(events.len());
         for (version, e) in (actual + 1..).zip(events) {
             let index = log.len();
@@ -1156,5 +1211,34 @@ mod tests {
         assert_eq!(log.partition_point(|_| true), n);
         assert_eq!(log.last().map(minor), Some(n));
         assert_eq!(log.iter().count(), n);
+    }
+
+    #[test]
+    fn event_ids_find_rising_and_other_ids_and_nothing_else() {
+        let mut ids = EventIds::default();
+        let rising: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
+        // A caller's ids, in no order: below the run's last once it has one.
+        let others = [
+            Uuid::from_u128(7),
+            Uuid::from_u128(u128::MAX / 3),
+            Uuid::nil(),
+        ];
+        ids.insert(others[0], 0);
+        for (i, id) in rising.iter().enumerate() {
+            ids.insert(*id, i + 1);
+            if i == 50 {
+                ids.insert(others[1], 1_000);
+                ids.insert(others[2], 1_001);
+            }
+        }
+        for (i, id) in rising.iter().enumerate() {
+            assert_eq!(ids.get(id), Some(&(i + 1)));
+        }
+        assert_eq!(ids.get(&others[0]), Some(&0));
+        assert_eq!(ids.get(&others[1]), Some(&1_000));
+        assert_eq!(ids.get(&others[2]), Some(&1_001));
+        assert!(!ids.contains_key(&Uuid::now_v7()), "a newer id");
+        assert!(!ids.contains_key(&Uuid::from_u128(8)), "an older one");
+        assert!(!EventIds::default().contains_key(&rising[0]));
     }
 }

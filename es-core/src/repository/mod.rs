@@ -326,7 +326,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// The stream of the aggregate with this id: `"{A::NAME}-{id}"`.
     pub fn stream_id(&self, id: &A::Id) -> StreamId {
-        StreamId::in_category(&self.category, &id.to_string())
+        // Written into the thread's buffer, so the id is allocated once (in the stream id).
+        crate::payload_text::with_buffer(|buffer| {
+            use std::io::Write as _;
+            write!(buffer, "{id}").ok()?;
+            let text = std::str::from_utf8(buffer).ok()?;
+            Some(StreamId::in_category(&self.category, text))
+        })
+        .flatten()
+        .unwrap_or_else(|| StreamId::in_category(&self.category, &id.to_string()))
     }
 
     /// Folds the aggregate's stream into its state.
