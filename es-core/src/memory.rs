@@ -2,6 +2,7 @@
 //! PostgreSQL store has (the conformance suite runs against both).
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -249,6 +250,8 @@ impl Incoming for TextEvent {
             metadata,
             ..
         } = self;
+        // The stored name is the event type's own: not copied per record.
+        let event_type = Cow::Borrowed(event_type);
         Entry::kept(at, event_id, event_type, schema_version, metadata, kept)
     }
 }
@@ -260,7 +263,7 @@ struct Entry {
     stream: StreamId,
     version: u64,
     event_id: Uuid,
-    event_type: Box<str>,
+    event_type: Cow<'static, str>,
     schema_version: u16,
     /// Personal fields sealed.
     payload: Box<str>,
@@ -278,7 +281,7 @@ impl Entry {
         Self::kept(
             at,
             event.event_id,
-            event.event_type,
+            Cow::Owned(event.event_type),
             event.schema_version,
             event.metadata,
             kept,
@@ -290,7 +293,7 @@ impl Entry {
     fn kept(
         at: Place<'_>,
         event_id: Uuid,
-        event_type: String,
+        event_type: Cow<'static, str>,
         schema_version: u16,
         metadata: Metadata,
         (payload, sealed): (Box<str>, bool),
@@ -300,7 +303,7 @@ impl Entry {
             stream: at.stream.clone(),
             version: at.version,
             event_id,
-            event_type: event_type.into_boxed_str(),
+            event_type,
             schema_version,
             payload,
             sealed,

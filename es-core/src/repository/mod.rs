@@ -915,7 +915,7 @@ fn encode_text<E: EventSet>(
             Some(crate::store::TextEvent {
                 payload: event.to_payload_text()?,
                 event_id: ids.event_id(index),
-                event_type: event.name().to_owned(),
+                event_type: event.name(),
                 schema_version: event.schema_version(),
                 metadata: metadata.clone(),
             })

@@ -80,7 +80,7 @@ pub(crate) fn check_storable_text(
         stream,
         events
             .iter()
-            .map(|e| (e.event_type.as_str(), e.event_id, None, &e.metadata)),
+            .map(|e| (e.event_type, e.event_id, None, &e.metadata)),
     )
 }
 

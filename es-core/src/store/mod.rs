@@ -82,8 +82,8 @@ pub struct NewEvent {
 pub struct TextEvent {
     /// The unique event id.
     pub event_id: Uuid,
-    /// The stored name.
-    pub event_type: String,
+    /// The stored name ([`Event::NAME`](crate::Event::NAME)).
+    pub event_type: &'static str,
     /// The schema version of the payload.
     pub schema_version: u16,
     /// The payload, as JSON text.
@@ -105,7 +105,7 @@ impl TextEvent {
         })?;
         Ok(NewEvent {
             event_id: self.event_id,
-            event_type: self.event_type,
+            event_type: self.event_type.to_owned(),
             schema_version: self.schema_version,
             payload,
             metadata: self.metadata,
