@@ -82,6 +82,8 @@ struct Inner {
     snapshots: Mutex<HashMap<(StreamId, u32), Snapshot>>,
     /// The log's length, published after every append: subscribers wait on it.
     head: watch::Sender<usize>,
+    /// How many subjects `forget` deleted.
+    forgets: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -1081,6 +1083,10 @@ impl EventStore for InMemoryStore {
         let streams: HashSet<StreamId> = {
             let mut state = self.inner.write();
             state.keys.remove(subject);
+            // Under the lock: a load after this sees the key gone.
+            self.inner
+                .forgets
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             state
                 .log
                 .iter()
@@ -1100,6 +1106,10 @@ impl EventStore for InMemoryStore {
             .unwrap_or_else(PoisonError::into_inner)
             .retain(|(stream, _), _| !streams.contains(stream));
         Ok(())
+    }
+
+    fn forgets(&self) -> u64 {
+        self.inner.forgets.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {

@@ -199,6 +199,8 @@ struct Inner {
     held: Arc<held::Held>,
     /// The versions the store has seen its streams reach, shared by the copies.
     reached: Arc<reached::Reached>,
+    /// How many subjects `forget` deleted through this store and its copies.
+    forgets: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl PostgresStore {
@@ -240,6 +242,7 @@ impl PostgresStore {
                 replica: None,
                 held,
                 reached: Arc::default(),
+                forgets: Arc::default(),
             }),
         }
     }
@@ -260,6 +263,7 @@ impl PostgresStore {
                 replica: i.replica.clone(),
                 held: Arc::clone(&i.held),
                 reached: Arc::clone(&i.reached),
+                forgets: Arc::clone(&i.forgets),
             }),
         }
     }
@@ -602,6 +606,19 @@ impl EventStore for PostgresStore {
     }
 
     async fn forget(&self, subject: &str) -> Result<(), StoreError> {
-        personal::forget(&self.inner, subject).await
+        // Counted before as well as after: a cache that reads the count while the key is
+        // being deleted keeps nothing it loads meanwhile.
+        self.inner
+            .forgets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let forgotten = personal::forget(&self.inner, subject).await;
+        self.inner
+            .forgets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        forgotten
+    }
+
+    fn forgets(&self) -> u64 {
+        self.inner.forgets.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

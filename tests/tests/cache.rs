@@ -143,3 +143,44 @@ async fn the_cache_is_bounded_by_count() {
         .expect("a");
     assert_eq!(store.stream_reads(), 8);
 }
+
+#[tokio::test]
+async fn a_forget_drops_the_aggregates_kept_before_it() {
+    let store = Instrumented::new(InMemoryStore::new());
+    let accounts = Repository::<Account, _>::new(store.clone()).with_cache(16);
+    let (id, other) = (AccountId::new(), AccountId::new());
+    accounts.execute(&id, open("ada")).await.expect("opens");
+    accounts
+        .execute(&other, open("grace"))
+        .await
+        .expect("opens");
+    accounts
+        .execute(&id, Deposit { amount: 1 })
+        .await
+        .expect("deposit");
+    assert_eq!(store.stream_reads(), 2, "kept: the deposit read nothing");
+
+    // The kept state holds Ada's name in the clear: after the forget it must not be used.
+    store
+        .forget(&bank::domain::account::holder_of("ada"))
+        .await
+        .expect("forget");
+    accounts
+        .execute(&id, Deposit { amount: 2 })
+        .await
+        .expect("deposit");
+    assert_eq!(store.stream_reads(), 3, "read again after the forget");
+    accounts
+        .execute(&other, Deposit { amount: 3 })
+        .await
+        .expect("deposit");
+    assert_eq!(store.stream_reads(), 4, "every aggregate kept before it");
+    // Kept again from the store's state, as the forget left it.
+    accounts
+        .execute(&id, Deposit { amount: 4 })
+        .await
+        .expect("deposit");
+    assert_eq!(store.stream_reads(), 4, "kept again");
+    let loaded = accounts.load(&id).await.expect("load");
+    assert_eq!((loaded.state.owner(), loaded.state.balance()), ("", 7));
+}

@@ -209,12 +209,15 @@ pub struct Repository<A, S> {
     _aggregate: PhantomData<fn() -> A>,
 }
 
-/// An aggregate kept between commands: its state, its stream's version, and the version of
-/// the snapshot its fold started from.
+/// An aggregate kept between commands: its state, its stream's version, the version of
+/// the snapshot its fold started from, and the store's count of forgets before its state
+/// was read ([`EventStore::forgets`]: a forget since, and the state may hold a forgotten
+/// subject's plaintext).
 struct Cached<A> {
     state: A,
     version: u64,
     snapshot: Option<u64>,
+    forgets: u64,
 }
 
 /// The most recently used aggregates, by stream; bounded by count. Hashed with foldhash's
@@ -265,7 +268,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// caught by that expectation: the append conflicts, and the command is decided again
     /// on the store's state, as a repository without the cache would have decided it. A
     /// refusal, or a decision to do nothing, on a kept state is checked the same way
-    /// before it is returned. Clones of the repository share the cache;
+    /// before it is returned. A `forget` made through the store (or a clone of it) drops
+    /// every aggregate kept before it, as a kept state may hold the forgotten subject's
+    /// plaintext; one made in another process is not seen here, so where that matters,
+    /// keep the cache off for aggregates with personal fields. Clones of the repository share the cache;
     /// [`Repository::load`] and [`Repository::execute_expecting`] never take a kept state
     /// (they read the store, except a command expecting no stream, which needs no read). A
     /// `capacity` of 0 keeps nothing.
@@ -284,6 +290,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// it; it goes back when the command is decided or appended).
     fn take_cached(&self, stream: &StreamId) -> Option<Loaded<A>> {
         let cached = lock(self.cache.as_ref()?).get_mut(stream)?.take()?;
+        // Kept before a forget: read again.
+        if cached.forgets != self.store.forgets() {
+            return None;
+        }
         Some(Loaded {
             state: cached.state,
             version: cached.version,
@@ -291,13 +301,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         })
     }
 
-    /// Keeps `loaded` for the next command on `stream`.
-    fn keep(&self, stream: &StreamId, loaded: Loaded<A>) {
+    /// Keeps `loaded` for the next command on `stream`; `forgets`: the store's count of
+    /// forgets before the state was read.
+    fn keep(&self, stream: &StreamId, loaded: Loaded<A>, forgets: u64) {
         if let Some(cache) = &self.cache {
             let cached = Cached {
                 state: loaded.state,
                 version: loaded.version,
                 snapshot: loaded.snapshot,
+                forgets,
             };
             let mut cache = lock(cache);
             match cache.get_mut(stream) {
@@ -678,6 +690,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         // Decide on the store's state, not a kept one (a kept one refused or did nothing).
         let mut reload = false;
         loop {
+            // Read before the state: what is kept is dropped after a forget made since.
+            let forgets = self.store.forgets();
             // A kept aggregate, unless the caller's If-Match must be checked against the
             // store itself.
             let cached = if expected.is_none() && !reload {
@@ -730,13 +744,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 Ok(events) => events,
                 Err(rejected) => {
                     // Nothing changed: the state is still the stream's.
-                    self.keep(&stream, loaded);
+                    self.keep(&stream, loaded, forgets);
                     return Err(Error::Rejected(rejected));
                 }
             };
             if events.is_empty() {
                 let version = loaded.version;
-                self.keep(&stream, loaded);
+                self.keep(&stream, loaded, forgets);
                 return Ok(Executed {
                     events: Vec::new(),
                     version,
@@ -788,6 +802,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                                 version,
                                 snapshot,
                             },
+                            forgets,
                         );
                     }
                     let first = appended.version.saturating_sub(count) + 1;

@@ -594,6 +594,8 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// [`personal::open_recorded`](crate::store::personal::open_recorded)).
     ///
     /// The default is for a store that keeps no keys: an error.
+    ///
+    /// A store that implements it counts its forgets in [`EventStore::forgets`].
     fn forget(&self, subject: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
         let _ = subject;
         async {
@@ -601,6 +603,15 @@ pub trait EventStore: Clone + Send + Sync + 'static {
                 "this store keeps no personal-data keys".into(),
             ))
         }
+    }
+
+    /// How many subjects this store, and its clones, have forgotten ([`EventStore::forget`]):
+    /// a count that changes with every forget made through them. A repository's cache
+    /// ([`Repository::with_cache`](crate::Repository::with_cache)) drops the aggregates it
+    /// kept before a change, as a kept state may hold a forgotten subject's plaintext. A
+    /// store that wraps another forwards it; the default, for a store without keys, is 0.
+    fn forgets(&self) -> u64 {
+        0
     }
 
     /// The event of `stream` with this id, if it is stored there. Stores override this with

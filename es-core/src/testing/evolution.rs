@@ -838,7 +838,13 @@ where
         Some("Ada Lovelace")
     );
 
+    let forgets = store.forgets();
     store.forget(&holder).await.expect("forget");
+    assert_ne!(
+        store.forgets(),
+        forgets,
+        "a forget is counted (caches drop what they kept)"
+    );
     store
         .forget("a subject never seen")
         .await

@@ -196,4 +196,12 @@ impl<S: EventStore> EventStore for Instrumented<S> {
         }
         self.inner.save_snapshot(snapshot).await
     }
+
+    async fn forget(&self, subject: &str) -> Result<(), StoreError> {
+        self.inner.forget(subject).await
+    }
+
+    fn forgets(&self) -> u64 {
+        self.inner.forgets()
+    }
 }

@@ -100,4 +100,12 @@ impl<S: EventStore> EventStore for Gated<S> {
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         self.inner.save_snapshot(snapshot).await
     }
+
+    async fn forget(&self, subject: &str) -> Result<(), StoreError> {
+        self.inner.forget(subject).await
+    }
+
+    fn forgets(&self) -> u64 {
+        self.inner.forgets()
+    }
 }
