@@ -271,10 +271,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// before it is returned. A `forget` made through the store (or a clone of it) drops
     /// every aggregate kept before it, as a kept state may hold the forgotten subject's
     /// plaintext; one made in another process is not seen here, so where that matters,
-    /// keep the cache off for aggregates with personal fields. Clones of the repository share the cache;
-    /// [`Repository::load`] and [`Repository::execute_expecting`] never take a kept state
-    /// (they read the store, except a command expecting no stream, which needs no read). A
-    /// `capacity` of 0 keeps nothing.
+    /// keep the cache off for aggregates with personal fields. Clones of the repository
+    /// share the cache; [`Repository::load`] and [`Repository::execute_expecting`] never
+    /// take a kept state (they read the store, except a command expecting no stream, which
+    /// needs no read). A `capacity` of 0 keeps nothing.
     #[must_use]
     pub fn with_cache(mut self, capacity: usize) -> Self {
         self.cache = std::num::NonZeroUsize::new(capacity).map(|c| {
