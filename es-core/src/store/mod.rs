@@ -591,7 +591,7 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// plaintext). Forgetting a subject without a key does nothing. An event that names the
     /// subject later makes it a new key: the new fields read, the older ones stay forgotten
     /// (a field that does not open under a key made after it was recorded reads as `null`:
-    /// [`personal::open_recorded`](crate::store::personal::open_recorded)).
+    /// [`personal::open_recorded`]).
     ///
     /// The default is for a store that keeps no keys: an error.
     ///
