@@ -97,7 +97,7 @@ struct State {
     inline: Vec<Box<dyn crate::projection::inline::Inline>>,
     /// Each data subject's key (personal fields are sealed with it; `forget` deletes it),
     /// and when it was made (a subject named again after `forget` has a new one).
-    keys: HashMap<String, (SubjectKey, DateTime<Utc>)>,
+    keys: personal::DatedKeys,
 }
 
 /// Every stored event id, with its index in the log. Ids made by `Uuid::now_v7` rise with
@@ -453,7 +453,7 @@ impl State {
 
     /// A subject's key and when it was made.
     fn key(&self, subject: &str) -> Option<(&SubjectKey, DateTime<Utc>)> {
-        self.keys.get(subject).map(|(key, made)| (key, *made))
+        personal::dated_key_of(&self.keys, subject)
     }
 }
 
@@ -606,7 +606,7 @@ impl InMemoryStore {
         }
         // Validated. The new records, at the positions they will take, personal fields
         // sealed (keys made for new subjects are kept only if the append lands).
-        let mut new_keys: HashMap<String, (SubjectKey, DateTime<Utc>)> = HashMap::new();
+        let mut new_keys = personal::DatedKeys::new();
         let mut outcomes = Vec::with_capacity(parts.len());
         let mut fresh: Vec<Entry> = Vec::with_capacity(total);
         for (part, plan) in parts.into_iter().zip(plans) {

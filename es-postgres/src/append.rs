@@ -142,8 +142,10 @@ fn columns(
                 if !es_core::store::personal::subjects_to_seal(&event.payload).is_empty() =>
             {
                 let mut payload = event.payload.clone();
-                es_core::store::personal::seal(&mut payload, |s| personal::key(keys, s))
-                    .map_err(unstorable)?;
+                es_core::store::personal::seal(&mut payload, |s| {
+                    es_core::store::personal::key_of(keys, s)
+                })
+                .map_err(unstorable)?;
                 Some(payload)
             }
             _ => None,

@@ -3,7 +3,6 @@
 //! snapshots of the streams that hold that subject's sealed fields, as a state may hold the
 //! plaintext). The crypto is es-core's (`es_core::store::personal`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -17,19 +16,8 @@ use crate::Inner;
 use crate::error::backend;
 use crate::pinned::pinned;
 
-/// Keys by subject, with when each was made (a subject named again after `forget` has a
-/// new key, and its fields recorded before then read as forgotten).
-pub(crate) type Keys = HashMap<String, (SubjectKey, DateTime<Utc>)>;
-
-/// A subject's key, for sealing.
-pub(crate) fn key<'k>(keys: &'k Keys, subject: &str) -> Option<&'k SubjectKey> {
-    keys.get(subject).map(|(key, _)| key)
-}
-
-/// A subject's key and when it was made, for opening.
-pub(crate) fn dated<'k>(keys: &'k Keys, subject: &str) -> Option<(&'k SubjectKey, DateTime<Utc>)> {
-    keys.get(subject).map(|(key, made)| (key, *made))
-}
+/// Keys by subject, with when each was made.
+pub(crate) type Keys = personal::DatedKeys;
 
 /// Reads the keys of `subjects` on `conn` (`own`: the store's pool connection).
 async fn read(
@@ -62,8 +50,8 @@ async fn read(
 /// The keys of every subject `events` ask to seal, made for new subjects.
 ///
 /// With `expected` (the stream and the version the append expects), keys are made only if
-/// the stream is at that version: an append refused anyway makes none (a key made for a
-/// forgotten subject would stop its older sealed fields from reading as forgotten).
+/// the stream is at that version: an append refused anyway makes none (a forgotten subject
+/// stays without a key).
 pub(crate) async fn for_append(
     conn: &mut PgConnection,
     inner: &Inner,

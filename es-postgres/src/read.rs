@@ -129,7 +129,7 @@ fn decode(
     if let Some(keys) = keys
         && let Err(reason) =
             es_core::store::personal::open_recorded(&mut record.payload, record.recorded_at, |s| {
-                personal::dated(keys, s)
+                es_core::store::personal::dated_key_of(keys, s)
             })
     {
         return Err(StoreError::Corrupt {
@@ -594,7 +594,7 @@ fn load_record(
             let mut value: serde_json::Value =
                 serde_json::from_str(text.get()).map_err(|e| corrupt(e.to_string()))?;
             es_core::store::personal::open_recorded(&mut value, recorded_at, |s| {
-                personal::dated(keys, s)
+                es_core::store::personal::dated_key_of(keys, s)
             })
             .map_err(corrupt)?;
             Payload::Value(value)

@@ -165,6 +165,25 @@ pub fn open<'k>(
     open_with(payload, key, |_| false)
 }
 
+/// Keys by subject as a store keeps them, each with when it was made (a subject named
+/// again after `forget` has a new key): what [`open_recorded`] opens with.
+pub type DatedKeys = std::collections::HashMap<String, (SubjectKey, DateTime<Utc>)>;
+
+/// A subject's key in `keys`, for [`seal`].
+#[must_use]
+pub fn key_of<'k>(keys: &'k DatedKeys, subject: &str) -> Option<&'k SubjectKey> {
+    keys.get(subject).map(|(key, _)| key)
+}
+
+/// A subject's key in `keys` and when it was made, for [`open_recorded`].
+#[must_use]
+pub fn dated_key_of<'k>(
+    keys: &'k DatedKeys,
+    subject: &str,
+) -> Option<(&'k SubjectKey, DateTime<Utc>)> {
+    keys.get(subject).map(|(key, made)| (key, *made))
+}
+
 /// [`open`] for a record stored at `recorded_at`, with each subject's key and the time it
 /// was made. A subject forgotten and then named again has a new key: its fields recorded
 /// before that key was made were sealed under the deleted one, so one that does not

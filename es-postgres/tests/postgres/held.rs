@@ -24,6 +24,14 @@ async fn idle_backends(observer: &sqlx::PgPool, application: &str) -> Vec<i32> {
         .collect()
 }
 
+/// A store on `pool`, in a schema of its own (migrated through another pool).
+async fn store_on(pool: &sqlx::PgPool) -> PostgresStore {
+    let migrated = support::store().await;
+    PostgresStore::new(pool.clone())
+        .with_schema(migrated.schema())
+        .expect("schema")
+}
+
 /// A pool of `max` whose connections carry `application` as their name.
 async fn named_pool(max: u32, application: &str) -> sqlx::PgPool {
     let url = &support::server().url;
@@ -37,12 +45,9 @@ async fn named_pool(max: u32, application: &str) -> sqlx::PgPool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_connection_the_server_dropped_is_replaced_and_the_command_lands() {
-    let schema_store = support::store().await;
     let application = format!("held-{}", uuid::Uuid::now_v7().simple());
     let pool = named_pool(4, &application).await;
-    let store = PostgresStore::new(pool.clone())
-        .with_schema(schema_store.schema())
-        .expect("schema");
+    let store = store_on(&pool).await;
     let accounts = Repository::<Account, _>::new(store);
     let id = AccountId::new();
     let open = OpenAccount {
@@ -86,11 +91,8 @@ async fn a_held_connection_the_server_dropped_is_replaced_and_the_command_lands(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_pool_does_not_wait_for_a_store_that_holds_connections() {
-    let schema_store = support::store().await;
     let pool = support::pool(4).await;
-    let store = PostgresStore::new(pool.clone())
-        .with_schema(schema_store.schema())
-        .expect("schema");
+    let store = store_on(&pool).await;
     let accounts = Repository::<Account, _>::new(store.clone());
     let id = AccountId::new();
     let open = OpenAccount {
@@ -112,16 +114,13 @@ async fn closing_the_pool_does_not_wait_for_a_store_that_holds_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_connection_left_unused_goes_back_to_the_pool() {
-    let schema_store = support::store().await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(4)
         .acquire_timeout(Duration::from_secs(3))
         .connect(&support::server().url)
         .await
         .expect("pool");
-    let store = PostgresStore::new(pool.clone())
-        .with_schema(schema_store.schema())
-        .expect("schema");
+    let store = store_on(&pool).await;
     let accounts = Repository::<Account, _>::new(store.clone());
     let open = OpenAccount {
         owner: "ada".into(),
@@ -208,16 +207,13 @@ async fn writing(
     use std::sync::atomic::Ordering;
     use std::time::Instant;
 
-    let schema_store = support::store().await;
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(connections)
         .min_connections(connections)
         .connect(&support::server().url)
         .await
         .expect("pool");
-    let store = PostgresStore::new(pool.clone())
-        .with_schema(schema_store.schema())
-        .expect("schema");
+    let store = store_on(&pool).await;
     let tasks = (0..writers)
         .map(|_| {
             let (store, stop) = (store.clone(), std::sync::Arc::clone(stop));
