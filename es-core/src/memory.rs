@@ -91,6 +91,9 @@ struct State {
     log: Log,
     /// Per stream, where its events are in `log`, and what loads keep of them.
     streams: HashMap<StreamId, StreamLog, Fast>,
+    /// Every stream's id, by its number (`StreamLog::number`): a record names its stream
+    /// by number, a word instead of a shared id's two.
+    names: Vec<StreamId>,
     /// Every stored event id, with its index in `log`.
     event_ids: EventIds,
     /// Inline projections, folded under the lock with every append.
@@ -169,10 +172,6 @@ impl Log {
         self.len += 1;
     }
 
-    fn last(&self) -> Option<&Entry> {
-        self.chunks.last()?.last()
-    }
-
     /// The records from index `from` on, in order.
     fn iter_from(&self, from: usize) -> impl Iterator<Item = &Entry> {
         let (chunk, offset) = (from / CHUNK, from % CHUNK);
@@ -187,19 +186,6 @@ impl Log {
     fn iter(&self) -> impl Iterator<Item = &Entry> {
         self.iter_from(0)
     }
-
-    /// The index of the first record for which `before` is false (`before` holds for a
-    /// prefix of the log).
-    fn partition_point(&self, before: impl Fn(&Entry) -> bool) -> usize {
-        // Every chunk but the last is full.
-        let full = self
-            .chunks
-            .partition_point(|c| c.last().is_some_and(&before));
-        match self.chunks.get(full) {
-            Some(chunk) => full * CHUNK + chunk.partition_point(&before),
-            None => self.len,
-        }
-    }
 }
 
 impl std::ops::Index<usize> for Log {
@@ -210,20 +196,25 @@ impl std::ops::Index<usize> for Log {
     }
 }
 
-/// Where an appended event goes: its stream, version, position and time.
+/// Where an appended event goes: its stream (by number), version and time. Its position
+/// is its index in the log ([`position_at`]).
 #[derive(Clone, Copy)]
-struct Place<'a> {
-    stream: &'a StreamId,
+struct Place {
+    stream: usize,
     version: u64,
-    position: Position,
     recorded_at: DateTime<Utc>,
+}
+
+/// The position of the record at `index` in the log.
+fn position_at(index: usize) -> Position {
+    Position::new(0, to_u64(index) + 1)
 }
 
 /// An event an append brings, of either kind: with its payload as a value, or as text.
 trait Incoming {
     fn id(&self) -> Uuid;
     /// Its record at `at`, with nothing to seal.
-    fn entry(self, at: Place<'_>) -> Entry;
+    fn entry(self, at: Place) -> Entry;
 }
 
 impl Incoming for NewEvent {
@@ -231,7 +222,7 @@ impl Incoming for NewEvent {
         self.event_id
     }
 
-    fn entry(mut self, at: Place<'_>) -> Entry {
+    fn entry(mut self, at: Place) -> Entry {
         let payload = std::mem::take(&mut self.payload);
         Entry::new(at, self, &payload)
     }
@@ -242,7 +233,7 @@ impl Incoming for TextEvent {
         self.event_id
     }
 
-    fn entry(self, at: Place<'_>) -> Entry {
+    fn entry(self, at: Place) -> Entry {
         // Written by the repository with no field to seal, and no marker of one.
         let kept = (self.payload.into_boxed_str(), false);
         let TextEvent {
@@ -259,26 +250,28 @@ impl Incoming for TextEvent {
 }
 
 /// A record of the log as the store keeps it: the payload as JSON text (a few dozen bytes
-/// where a `serde_json::Value` object takes hundreds), parsed by each read.
+/// where a `serde_json::Value` object takes hundreds), parsed by each read. Its position
+/// is its index ([`position_at`]) and its stream a number (`State::names`): 96 bytes, where
+/// both kept in full took 144, and every append writes one to memory never touched before.
 struct Entry {
-    position: Position,
-    stream: StreamId,
     version: u64,
     event_id: Uuid,
     event_type: Cow<'static, str>,
-    schema_version: u16,
     /// Personal fields sealed.
     payload: Box<str>,
-    /// Whether `payload` holds sealed fields.
-    sealed: bool,
     /// `None` for empty metadata (most events): a word instead of a whole `Metadata`.
     metadata: Option<Box<Metadata>>,
     recorded_at: DateTime<Utc>,
+    /// Its stream's number (`State::names`).
+    stream: usize,
+    schema_version: u16,
+    /// Whether `payload` holds sealed fields.
+    sealed: bool,
 }
 
 impl Entry {
     /// Keeps `payload` (sealed already) of the event `event` appended at `at`.
-    fn new(at: Place<'_>, event: NewEvent, payload: &serde_json::Value) -> Self {
+    fn new(at: Place, event: NewEvent, payload: &serde_json::Value) -> Self {
         let kept = (json_text(payload), personal::is_sealed(payload));
         Self::kept(
             at,
@@ -293,7 +286,7 @@ impl Entry {
     /// The record of an event appended at `at`, its payload kept as this text (and whether
     /// the text holds sealed fields).
     fn kept(
-        at: Place<'_>,
+        at: Place,
         event_id: Uuid,
         event_type: Cow<'static, str>,
         schema_version: u16,
@@ -301,8 +294,7 @@ impl Entry {
         (payload, sealed): (Box<str>, bool),
     ) -> Self {
         Self {
-            position: at.position,
-            stream: at.stream.clone(),
+            stream: at.stream,
             version: at.version,
             event_id,
             event_type,
@@ -314,11 +306,11 @@ impl Entry {
         }
     }
 
-    /// The payload as stored: personal fields sealed.
-    fn stored_payload(&self) -> serde_json::Value {
+    /// The payload as stored: personal fields sealed. (`stream`: its stream's id.)
+    fn stored_payload(&self, stream: &StreamId) -> serde_json::Value {
         serde_json::from_str(&self.payload).unwrap_or_else(|e| {
             // This store wrote the text itself: only a bug gets here.
-            tracing::error!(stream = %self.stream, version = self.version, error = %e, "a kept payload does not parse");
+            tracing::error!(%stream, version = self.version, error = %e, "a kept payload does not parse");
             serde_json::Value::Null
         })
     }
@@ -327,24 +319,25 @@ impl Entry {
     /// or was made after this record: the subject was forgotten and named again).
     fn opened_payload<'k>(
         &self,
+        stream: &StreamId,
         keys: impl Fn(&str) -> Option<(&'k SubjectKey, DateTime<Utc>)>,
     ) -> serde_json::Value {
-        let mut payload = self.stored_payload();
+        let mut payload = self.stored_payload(stream);
         if self.sealed
             && let Err(why) = personal::open_recorded(&mut payload, self.recorded_at, keys)
         {
             // This store sealed it itself: only a bug gets here. Read as forgotten.
-            tracing::error!(stream = %self.stream, version = self.version, %why, "a sealed field does not open");
+            tracing::error!(%stream, version = self.version, %why, "a sealed field does not open");
             personal::open(&mut payload, |_| None).ok();
         }
         payload
     }
 
-    /// The record, with `payload`.
-    fn record(&self, payload: serde_json::Value) -> RecordedEvent {
+    /// The record, at `index` in the log of `stream`, with `payload`.
+    fn record(&self, stream: &StreamId, index: usize, payload: serde_json::Value) -> RecordedEvent {
         RecordedEvent {
-            position: self.position,
-            stream: self.stream.clone(),
+            position: position_at(index),
+            stream: stream.clone(),
             version: self.version,
             event_id: self.event_id,
             event_type: self.event_type.to_string(),
@@ -374,8 +367,8 @@ fn json_text(payload: &serde_json::Value) -> Box<str> {
 /// asked for reads them ([`Kept`]), so later loads fold them without copying or decoding
 /// them again.
 struct StreamLog {
-    /// Its id, shared by its records (not one copy per append).
-    stream: StreamId,
+    /// Its number: its id is `State::names[number]`.
+    number: usize,
     /// The indices of its events in `log`, in version order.
     indices: Vec<usize>,
     /// A `Kept<E>`, for the `E` of the first load.
@@ -383,15 +376,19 @@ struct StreamLog {
 }
 
 impl StreamLog {
-    /// The log of `stream` in `streams`, made if it has none yet.
+    /// The log of `stream` in `streams`, made (and numbered in `names`) if it has none yet.
     fn of<'s>(
         streams: &'s mut HashMap<StreamId, StreamLog, Fast>,
+        names: &mut Vec<StreamId>,
         stream: &StreamId,
     ) -> &'s mut StreamLog {
-        streams.entry(stream.clone()).or_insert_with(|| StreamLog {
-            stream: stream.clone(),
-            indices: Vec::new(),
-            kept: Mutex::default(),
+        streams.entry(stream.clone()).or_insert_with(|| {
+            names.push(stream.clone());
+            StreamLog {
+                number: names.len() - 1,
+                indices: Vec::new(),
+                kept: Mutex::default(),
+            }
         })
     }
 }
@@ -429,7 +426,7 @@ impl State {
     /// `entry` read as `E`, personal fields opened.
     fn decode<E: EventSet>(&self, entry: &Entry) -> Result<E, Box<CorruptEvent>> {
         let decoded = if entry.sealed {
-            let payload = entry.opened_payload(|s| self.key(s));
+            let payload = entry.opened_payload(self.name(entry), |s| self.key(s));
             E::from_stored(&entry.event_type, entry.schema_version, payload)
         } else {
             // Nothing to open: straight from the text.
@@ -437,7 +434,7 @@ impl State {
         };
         decoded.map_err(|source| {
             Box::new(CorruptEvent {
-                stream: entry.stream.clone(),
+                stream: self.name(entry).clone(),
                 version: entry.version,
                 event_type: entry.event_type.to_string(),
                 schema_version: entry.schema_version,
@@ -446,9 +443,16 @@ impl State {
         })
     }
 
-    /// `entry` as reads give it: personal fields opened (or `null`, forgotten).
-    fn opened(&self, entry: &Entry) -> RecordedEvent {
-        entry.record(entry.opened_payload(|s| self.key(s)))
+    /// `entry`, at `index` in the log, as reads give it: personal fields opened (or
+    /// `null`, forgotten).
+    fn opened(&self, entry: &Entry, index: usize) -> RecordedEvent {
+        let stream = self.name(entry);
+        entry.record(stream, index, entry.opened_payload(stream, |s| self.key(s)))
+    }
+
+    /// The id of `entry`'s stream.
+    fn name(&self, entry: &Entry) -> &StreamId {
+        &self.names[entry.stream]
     }
 
     /// A subject's key and when it was made.
@@ -524,7 +528,8 @@ impl InMemoryStore {
         let history: Vec<Arc<RecordedEvent>> = state
             .log
             .iter()
-            .map(|r| Arc::new(state.opened(r)))
+            .zip(0..)
+            .map(|(r, index)| Arc::new(state.opened(r, index)))
             .collect();
         let commit = crate::projection::inline::Inline::stage(&runner, &history)?;
         commit();
@@ -569,7 +574,7 @@ impl InMemoryStore {
                     .iter()
                     .map(|e| {
                         let i = *state.event_ids.get(&e.event_id)?;
-                        Some(state.opened(&state.log[i]))
+                        Some(state.opened(&state.log[i], i))
                     })
                     .collect();
                 let stored: Vec<Option<&RecordedEvent>> =
@@ -608,7 +613,8 @@ impl InMemoryStore {
         // sealed (keys made for new subjects are kept only if the append lands).
         let mut new_keys = personal::DatedKeys::new();
         let mut outcomes = Vec::with_capacity(parts.len());
-        let mut fresh: Vec<Entry> = Vec::with_capacity(total);
+        // Each with its stream's id: numbered as it is written.
+        let mut fresh: Vec<(StreamId, Entry)> = Vec::with_capacity(total);
         for (part, plan) in parts.into_iter().zip(plans) {
             let actual = match plan {
                 Ok(replayed) => {
@@ -620,8 +626,7 @@ impl InMemoryStore {
             let StreamAppend { stream, events, .. } = part;
             let mut positions = Vec::with_capacity(events.len());
             for (version, mut e) in (actual + 1..).zip(events) {
-                let index = state.log.len() + fresh.len();
-                let position = Position::new(0, to_u64(index) + 1);
+                let position = position_at(state.log.len() + fresh.len());
                 let mut payload = std::mem::take(&mut e.payload);
                 let subjects = personal::subjects_to_seal(&payload);
                 if !subjects.is_empty() {
@@ -644,12 +649,11 @@ impl InMemoryStore {
                     })?;
                 }
                 let at = Place {
-                    stream: &stream,
+                    stream: usize::MAX,
                     version,
-                    position,
                     recorded_at,
                 };
-                fresh.push(Entry::new(at, e, &payload));
+                fresh.push((stream.clone(), Entry::new(at, e, &payload)));
                 positions.push(position);
             }
             outcomes.push(Appended {
@@ -665,12 +669,13 @@ impl InMemoryStore {
         } else {
             let opened: Vec<Arc<RecordedEvent>> = fresh
                 .iter()
-                .map(|entry| {
+                .zip(state.log.len()..)
+                .map(|((stream, entry), index)| {
                     let keys = |s: &str| {
                         let (key, made) = new_keys.get(s).or_else(|| state.keys.get(s))?;
                         Some((key, *made))
                     };
-                    Arc::new(entry.record(entry.opened_payload(keys)))
+                    Arc::new(entry.record(stream, index, entry.opened_payload(stream, keys)))
                 })
                 .collect();
             state
@@ -687,15 +692,16 @@ impl InMemoryStore {
         let State {
             log,
             streams,
+            names,
             event_ids,
             ..
         } = &mut *state;
-        for mut entry in fresh {
+        for (stream, mut entry) in fresh {
             let index = log.len();
             event_ids.insert(entry.event_id, index);
-            let stream = StreamLog::of(streams, &entry.stream);
+            let stream = StreamLog::of(streams, names, &stream);
             stream.indices.push(index);
-            entry.stream = stream.stream.clone();
+            entry.stream = stream.number;
             log.push(entry);
         }
         let head = log.len();
@@ -757,6 +763,7 @@ impl InMemoryStore {
         let State {
             log,
             streams,
+            names,
             event_ids,
             ..
         } = &mut *state;
@@ -784,16 +791,15 @@ impl InMemoryStore {
             }));
         }
         let StreamLog {
-            stream, indices, ..
-        } = StreamLog::of(streams, stream);
+            number, indices, ..
+        } = StreamLog::of(streams, names, stream);
         let mut positions = Vec::with_capacity(events.len());
         for (version, e) in (actual + 1..).zip(events) {
             let index = log.len();
-            let position = Position::new(0, to_u64(index) + 1);
+            let position = position_at(index);
             let entry = e.entry(Place {
-                stream,
+                stream: *number,
                 version,
-                position,
                 recorded_at,
             });
             event_ids.insert(entry.event_id, index);
@@ -818,15 +824,22 @@ impl InMemoryStore {
         state
             .log
             .iter_from(from.min(end))
+            .zip(from.min(end)..)
             .take(BATCH.min(end - from.min(end)))
-            .map(|e| state.opened(e))
+            .map(|(e, index)| state.opened(e, index))
             .collect()
     }
 
-    /// The index in the log of the first event after `after`.
+    /// The index in the log of the first event after `after` (the record at index `i` is
+    /// at `(0, i + 1)`).
     fn log_index_after(&self, after: Option<Position>) -> usize {
         after.map_or(0, |p| {
-            self.inner.read().log.partition_point(|e| e.position <= p)
+            let len = self.len();
+            if p.major() > 0 {
+                len
+            } else {
+                usize::try_from(p.minor()).map_or(len, |minor| minor.min(len))
+            }
         })
     }
 }
@@ -916,7 +929,7 @@ impl EventStore for InMemoryStore {
                 .unwrap_or_default()
                 .iter()
                 .take(BATCH)
-                .map(|&i| state.opened(&state.log[i]))
+                .map(|&i| state.opened(&state.log[i], i))
                 .collect();
             next = next.saturating_add(batch.len());
             batch
@@ -1092,11 +1105,11 @@ impl EventStore for InMemoryStore {
                 .iter()
                 .filter(|r| {
                     r.sealed
-                        && personal::sealed_subjects(&r.stored_payload())
+                        && personal::sealed_subjects(&r.stored_payload(state.name(r)))
                             .iter()
                             .any(|s| s == subject)
                 })
-                .map(|r| r.stream.clone())
+                .map(|r| state.name(r).clone())
                 .collect()
         };
         // A snapshot may hold the plaintext: the streams' snapshots go too.
@@ -1146,9 +1159,9 @@ impl EventStore for InMemoryStore {
         Ok(state
             .event_ids
             .get(&event_id)
-            .map(|&i| &state.log[i])
-            .filter(|e| e.stream == *stream)
-            .map(|e| e.record(e.stored_payload())))
+            .map(|&i| (&state.log[i], i))
+            .filter(|(e, _)| state.name(e) == stream)
+            .map(|(e, i)| e.record(stream, i, e.stored_payload(stream))))
     }
 }
 
@@ -1172,7 +1185,8 @@ impl Checkpoints for InMemoryStore {
     }
 
     async fn head(&self) -> Result<Option<Position>, StoreError> {
-        Ok(self.inner.read().log.last().map(|e| e.position))
+        let len = self.len();
+        Ok((len > 0).then(|| position_at(len - 1)))
     }
 }
 
@@ -1188,42 +1202,80 @@ mod tests {
             payload: serde_json::Value::Null,
             metadata: Metadata::default(),
         };
-        let position = Position::new(0, to_u64(n) + 1);
-        let stream = StreamId::new("log", "1");
         let at = Place {
-            stream: &stream,
+            stream: 0,
             version: to_u64(n) + 1,
-            position,
             recorded_at: Utc::now(),
         };
         Entry::new(at, event, &serde_json::json!({}))
     }
 
-    /// The chunked log reads like one vector across chunk boundaries: by index, from an
-    /// index, its last record, and where a prefix ends.
+    /// The chunked log reads like one vector across chunk boundaries: by index and from an
+    /// index.
     #[test]
     fn the_log_reads_as_one_sequence_across_its_chunks() {
         let mut log = Log::default();
-        assert_eq!(log.partition_point(|_| true), 0);
-        assert!(log.last().is_none());
+        assert_eq!(log.iter().count(), 0);
         let n = 2 * CHUNK + 5;
         for i in 0..n {
             log.push(entry(i));
         }
         assert_eq!(log.len(), n);
         assert_eq!(log.chunks.len(), 3);
-        let minor = |e: &Entry| usize::try_from(e.position.minor()).expect("small");
+        // The test's records are numbered by their versions, from 1.
+        let minor = |e: &Entry| usize::try_from(e.version).expect("small");
         for i in [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, n - 1] {
             assert_eq!(minor(&log[i]), i + 1, "index {i}");
             let from: Vec<usize> = log.iter_from(i).map(minor).collect();
             assert_eq!(from, (i + 1..=n).collect::<Vec<_>>(), "from {i}");
-            assert_eq!(log.partition_point(|e| minor(e) <= i), i, "prefix of {i}");
         }
         assert_eq!(log.iter_from(n).count(), 0);
         assert_eq!(log.iter_from(n + CHUNK).count(), 0);
-        assert_eq!(log.partition_point(|_| true), n);
-        assert_eq!(log.last().map(minor), Some(n));
         assert_eq!(log.iter().count(), n);
+    }
+
+    /// A record's position is its index plus one (major 0), found again from a position:
+    /// after one inside the log, past its end, or from another store (major above 0).
+    #[tokio::test]
+    async fn positions_are_indices_and_a_reader_resumes_after_any_position() {
+        use futures::TryStreamExt;
+        let store = InMemoryStore::new();
+        assert_eq!(store.head().await.expect("head"), None);
+        let stream = StreamId::new("log", "1");
+        let events = (0..3)
+            .map(|_| NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "Logged".into(),
+                schema_version: 1,
+                payload: serde_json::json!({}),
+                metadata: Metadata::default(),
+            })
+            .collect();
+        let done = store
+            .append(&stream, ExpectedVersion::NoStream, events)
+            .await
+            .expect("append");
+        let expected: Vec<Position> = (1..=3).map(|i| Position::new(0, i)).collect();
+        assert_eq!(done.positions, expected);
+        assert_eq!(store.head().await.expect("head"), Some(Position::new(0, 3)));
+        for (after, index) in [
+            (None, 0),
+            (Some(Position::new(0, 0)), 0),
+            (Some(Position::new(0, 2)), 2),
+            (Some(Position::new(0, 3)), 3),
+            (Some(Position::new(0, 99)), 3),
+            (Some(Position::new(1, 0)), 3),
+        ] {
+            assert_eq!(store.log_index_after(after), index, "after {after:?}");
+        }
+        let read: Vec<RecordedEvent> = store
+            .read_all(Some(Position::new(0, 1)))
+            .try_collect()
+            .await
+            .expect("read");
+        let positions: Vec<Position> = read.iter().map(|r| r.position).collect();
+        assert_eq!(positions, expected[1..]);
+        assert!(read.iter().all(|r| r.stream == stream));
     }
 
     #[test]
