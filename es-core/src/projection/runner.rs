@@ -63,19 +63,17 @@ impl Partition {
         Self { index, count }
     }
 
-    /// Which partition of `count` a stream belongs to: a hash of its category and id
-    /// (FNV-1a, 64 bits, fixed: the same in every process and every build), modulo `count`.
+    /// Which partition of `count` a stream belongs to: a hash of its category, a `0xff`
+    /// byte and its id (XXH3, 64 bits, a specified algorithm: the same in every process,
+    /// build and version), modulo `count`. Every bit of every byte counts: ids that differ
+    /// only in a letter or a digit spread like any others.
     #[must_use]
     pub fn of(stream: &crate::StreamId, count: u32) -> u32 {
-        const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-        const PRIME: u64 = 0x0000_0100_0000_01b3;
-        let bytes = stream
-            .category()
-            .bytes()
-            .chain(std::iter::once(0xff))
-            .chain(stream.id().bytes());
-        let hash = bytes.fold(OFFSET, |h, b| (h ^ u64::from(b)).wrapping_mul(PRIME));
-        u32::try_from(hash % u64::from(count.max(1))).unwrap_or(0)
+        let mut hash = xxhash_rust::xxh3::Xxh3Default::new();
+        hash.update(stream.category().as_bytes());
+        hash.update(&[0xff]);
+        hash.update(stream.id().as_bytes());
+        u32::try_from(hash.digest() % u64::from(count.max(1))).unwrap_or(0)
     }
 
     /// Whether the partition takes the records of `stream`.
@@ -886,5 +884,64 @@ where
                 _ => {}
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Partition;
+    use crate::StreamId;
+
+    /// The hash is XXH3-64 of `category 0xff id`: values computed apart from this crate
+    /// (Python's `xxhash.xxh3_64_intdigest`), so a change of algorithm or input fails here.
+    #[test]
+    fn a_streams_partition_is_fixed() {
+        for (category, id, hash) in [
+            ("account", "1", 0x4f0e_760c_0e6e_00d6_u64),
+            ("acct", "42", 0xa699_0928_4474_1e89),
+            ("order", "7f3c", 0x411e_1481_9a06_4d54),
+        ] {
+            let stream = StreamId::new(category, id);
+            for count in [1, 2, 3, 4, 16] {
+                assert_eq!(
+                    u64::from(Partition::of(&stream, count)),
+                    hash % u64::from(count),
+                    "{stream} in {count}"
+                );
+            }
+        }
+    }
+
+    /// Ids whose bytes differ only above their two low bits (`a e i m q u y`) still spread
+    /// over the partitions (FNV-1a put all of them in one of 2 or 4), and so do sequential
+    /// numbers: every partition within half of its share either way.
+    #[test]
+    fn streams_spread_over_the_partitions() {
+        let letters = ["a", "e", "i", "m", "q", "u", "y"];
+        let mut alike = Vec::new();
+        for a in letters {
+            for b in letters {
+                for c in letters {
+                    alike.push(format!("{a}{b}{c}"));
+                }
+            }
+        }
+        let numbers: Vec<String> = (1..=2_000).map(|n| n.to_string()).collect();
+        for ids in [alike, numbers] {
+            for count in [2_u32, 3, 4, 8] {
+                let mut sizes = vec![0_usize; count as usize];
+                for id in &ids {
+                    sizes[Partition::of(&StreamId::new("user", id.as_str()), count) as usize] += 1;
+                }
+                let expected = ids.len() / count as usize;
+                assert!(
+                    sizes
+                        .iter()
+                        .all(|&n| n * 2 >= expected && n * 2 <= expected * 3),
+                    "{} ids in {count} partitions: {sizes:?}",
+                    ids.len()
+                );
+            }
+        }
     }
 }

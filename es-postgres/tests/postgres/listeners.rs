@@ -250,8 +250,8 @@ async fn two_partitions_in_two_processes_fold_the_ledger_and_one_takes_over() {
         .partition(0, 2)
         .spawn();
 
-    // 24 streams: with 8, all fell in one partition once in 128 runs (`Partition::of` at 2
-    // partitions is the parity of the id's bytes), and the check below failed.
+    // 24 streams, so that both partitions hold some (with 8, all fell in one partition once
+    // in 128 runs, when `Partition::of` was FNV-1a: the parity of the id's bytes at 2).
     let (last, rows, sum) = deposits(&store, 24, 67).await;
     for h in [&a0, &b1, &b0] {
         h.wait_for(last, Duration::from_secs(60))
