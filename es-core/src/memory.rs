@@ -767,45 +767,39 @@ impl InMemoryStore {
             event_ids,
             ..
         } = &mut *state;
-        let actual = streams.get(stream).map_or(0, |s| to_u64(s.indices.len()));
-        if !expected.matches(actual) {
-            return Ok(Err(StoreError::Conflict {
-                stream: stream.clone(),
-                expected,
-                actual,
-            }));
-        }
-        if events.len() > 1 {
-            let mut seen = HashSet::with_capacity(events.len());
-            for e in &events {
-                if event_ids.contains_key(&e.id()) || !seen.insert(e.id()) {
-                    return Ok(Err(StoreError::DuplicateEventId { event_id: e.id() }));
+        // One lookup of the stream where it exists (most appends); a new one is made only
+        // once the append is known to land.
+        let written = match streams.get_mut(stream) {
+            Some(existing) => {
+                let actual = to_u64(existing.indices.len());
+                match refusal(stream, expected, actual, &events, event_ids) {
+                    Some(refused) => Err(refused),
+                    None => Ok((
+                        actual,
+                        write(log, event_ids, existing, actual, events, recorded_at),
+                    )),
                 }
             }
-        }
-        if events.is_empty() {
+            None => match refusal(stream, expected, 0, &events, event_ids) {
+                Some(refused) => Err(refused),
+                None if events.is_empty() => Ok((0, Vec::new())),
+                None => {
+                    let made = StreamLog::of(streams, names, stream);
+                    Ok((0, write(log, event_ids, made, 0, events, recorded_at)))
+                }
+            },
+        };
+        let (actual, positions) = match written {
+            Ok(written) => written,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        if positions.is_empty() {
+            // Nothing written: nobody to wake.
             return Ok(Ok(Appended {
                 version: actual,
-                positions: Vec::new(),
+                positions,
                 recorded_at,
             }));
-        }
-        let StreamLog {
-            number, indices, ..
-        } = StreamLog::of(streams, names, stream);
-        let mut positions = Vec::with_capacity(events.len());
-        for (version, e) in (actual + 1..).zip(events) {
-            let index = log.len();
-            let position = position_at(index);
-            let entry = e.entry(Place {
-                stream: *number,
-                version,
-                recorded_at,
-            });
-            event_ids.insert(entry.event_id, index);
-            indices.push(index);
-            log.push(entry);
-            positions.push(position);
         }
         let head = log.len();
         drop(state);
@@ -842,6 +836,58 @@ impl InMemoryStore {
             }
         })
     }
+}
+
+/// Why an append of `events` to `stream`, now at `actual`, is refused: its expected
+/// version, or an event id stored already or repeated in it.
+fn refusal<T: Incoming>(
+    stream: &StreamId,
+    expected: ExpectedVersion,
+    actual: u64,
+    events: &[T],
+    event_ids: &EventIds,
+) -> Option<StoreError> {
+    if !expected.matches(actual) {
+        return Some(StoreError::Conflict {
+            stream: stream.clone(),
+            expected,
+            actual,
+        });
+    }
+    if events.len() > 1 {
+        let mut seen = HashSet::with_capacity(events.len());
+        for e in events {
+            if event_ids.contains_key(&e.id()) || !seen.insert(e.id()) {
+                return Some(StoreError::DuplicateEventId { event_id: e.id() });
+            }
+        }
+    }
+    None
+}
+
+/// Writes `events` to the log of the stream `to`, now at version `actual`; their positions.
+fn write<T: Incoming>(
+    log: &mut Log,
+    event_ids: &mut EventIds,
+    to: &mut StreamLog,
+    actual: u64,
+    events: Vec<T>,
+    recorded_at: DateTime<Utc>,
+) -> Vec<Position> {
+    let mut positions = Vec::with_capacity(events.len());
+    for (version, e) in (actual + 1..).zip(events) {
+        let index = log.len();
+        let entry = e.entry(Place {
+            stream: to.number,
+            version,
+            recorded_at,
+        });
+        event_ids.insert(entry.event_id, index);
+        to.indices.push(index);
+        log.push(entry);
+        positions.push(position_at(index));
+    }
+    positions
 }
 
 /// Turns a batch source into a stream of records that ends at the first empty batch.
