@@ -1280,6 +1280,13 @@ mod tests {
         assert_eq!(log.iter().count(), n);
     }
 
+    /// A record stays small: every append writes one to memory never touched before.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn a_record_takes_96_bytes() {
+        assert_eq!(std::mem::size_of::<Entry>(), 96);
+    }
+
     /// A record's position is its index plus one (major 0), found again from a position:
     /// after one inside the log, past its end, or from another store (major above 0).
     #[tokio::test]
