@@ -270,8 +270,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// refusal, or a decision to do nothing, on a kept state is checked the same way
     /// before it is returned. A `forget` made through the store (or a clone of it) drops
     /// every aggregate kept before it, as a kept state may hold the forgotten subject's
-    /// plaintext; one made in another process is not seen here, so where that matters,
-    /// keep the cache off for aggregates with personal fields. Clones of the repository
+    /// plaintext. One made in another process is not seen here, so a command whose events
+    /// carry personal fields is never appended as decided on a kept state: it is decided
+    /// again on the store's state (one load), where a forgotten field reads as forgotten,
+    /// and the plaintext kept here cannot be written back. Clones of the repository
     /// share the cache; [`Repository::load`] and [`Repository::execute_expecting`] never
     /// take a kept state (they read the store, except a command expecting no stream, which
     /// needs no read). A `capacity` of 0 keeps nothing.
@@ -738,6 +740,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     continue;
                 }
                 Ok(events) if events.is_empty() && (from_cache || assumed) => {
+                    reload = true;
+                    continue;
+                }
+                // Personal fields decided on a kept state: decided again on the store's. The
+                // kept state may hold a subject's plaintext that a process with no cache of
+                // this one forgot since; appended, it would be sealed under a new key and
+                // the forgotten data would read again.
+                Ok(events) if from_cache && events.iter().any(|e| !e.personal().is_empty()) => {
                     reload = true;
                     continue;
                 }

@@ -147,3 +147,128 @@ async fn a_command_expecting_no_stream_needs_no_load_and_conflicts_on_an_existin
         assert_eq!((loaded.version, loaded.state.balance()), (2, 3));
     }
 }
+
+/// A member whose confirmation restates the name it holds: personal data copied from the
+/// state into a new event.
+mod member {
+    use es_core::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[event(name = "MemberJoined")]
+    pub struct Joined {
+        pub person: String,
+        #[personal(subject = person)]
+        pub name: String,
+    }
+
+    #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+    #[event(name = "MemberConfirmed")]
+    pub struct Confirmed {
+        pub person: String,
+        #[personal(subject = person)]
+        pub name: String,
+    }
+
+    #[derive(Command, Serialize, Deserialize, Clone, Debug)]
+    pub struct Join {
+        pub person: String,
+        pub name: String,
+    }
+
+    #[derive(Command, Serialize, Deserialize, Clone, Debug)]
+    pub struct Confirm;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("not a member")]
+    pub struct NotAMember;
+
+    #[derive(Aggregate, Default, Clone, Debug)]
+    #[aggregate(name = "member", error = NotAMember)]
+    pub struct Member {
+        pub person: String,
+        pub name: String,
+    }
+
+    #[aggregate_impl]
+    impl Member {
+        #[command]
+        fn join(&self, cmd: Join) -> Result<Joined, NotAMember> {
+            Ok(Joined {
+                person: cmd.person,
+                name: cmd.name,
+            })
+        }
+
+        #[command]
+        fn confirm(&self, _: Confirm) -> Result<Confirmed, NotAMember> {
+            if self.person.is_empty() {
+                return Err(NotAMember);
+            }
+            Ok(Confirmed {
+                person: self.person.clone(),
+                name: self.name.clone(),
+            })
+        }
+
+        #[apply]
+        fn joined(&mut self, e: &Joined) {
+            self.person.clone_from(&e.person);
+            self.name.clone_from(&e.name);
+        }
+
+        #[apply]
+        fn confirmed(&mut self, e: &Confirmed) {
+            self.name.clone_from(&e.name);
+        }
+    }
+}
+
+/// A subject forgotten by another process (a store of its own, whose forget this one does
+/// not count) while this process keeps a state holding the subject's name: a command that
+/// would write that name again is decided on the store's state, so the name stays
+/// forgotten (appended from the kept state, it would have been sealed under a new key and
+/// read again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_state_never_writes_back_what_another_process_forgot() {
+    use es_core::EventStore;
+    use member::{Confirm, Join, Member};
+
+    let store = support::store().await;
+    let other = PostgresStore::new(support::pool(2).await)
+        .with_schema(store.schema())
+        .expect("schema");
+    let counted = Instrumented::new(store.clone());
+    let members = Repository::<Member, _>::new(counted.clone()).with_cache(8);
+    let id = uuid::Uuid::now_v7();
+    let person = format!("person-{id}");
+    members
+        .execute(
+            &id,
+            Join {
+                person: person.clone(),
+                name: "Ada".into(),
+            },
+        )
+        .await
+        .expect("joins");
+    let reads = counted.stream_reads();
+
+    other.forget(&person).await.expect("forgotten elsewhere");
+    let confirmed = members.execute(&id, Confirm).await.expect("confirms");
+    assert_eq!(
+        counted.stream_reads(),
+        reads + 1,
+        "decided again on the store's state"
+    );
+    assert_eq!(confirmed.events.len(), 1);
+    let stored = store
+        .find_event(&members.stream_id(&id), confirmed.events[0].event_id)
+        .await
+        .expect("find")
+        .expect("stored");
+    // Restated from the store's state: the name as forgotten, not Ada's.
+    assert_eq!(stored.payload["name"], "", "{stored:?}");
+    let loaded = members.load(&id).await.expect("load");
+    assert_eq!(loaded.state.name, "", "the name stays forgotten");
+}
