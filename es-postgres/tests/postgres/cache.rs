@@ -156,38 +156,38 @@ mod member {
 
     #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
     #[event(name = "MemberJoined")]
-    pub struct Joined {
-        pub person: String,
+    pub(super) struct Joined {
+        pub(super) person: String,
         #[personal(subject = person)]
-        pub name: String,
+        pub(super) name: String,
     }
 
     #[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
     #[event(name = "MemberConfirmed")]
-    pub struct Confirmed {
-        pub person: String,
+    pub(super) struct Confirmed {
+        pub(super) person: String,
         #[personal(subject = person)]
-        pub name: String,
+        pub(super) name: String,
     }
 
     #[derive(Command, Serialize, Deserialize, Clone, Debug)]
-    pub struct Join {
-        pub person: String,
-        pub name: String,
+    pub(super) struct Join {
+        pub(super) person: String,
+        pub(super) name: String,
     }
 
     #[derive(Command, Serialize, Deserialize, Clone, Debug)]
-    pub struct Confirm;
+    pub(super) struct Confirm;
 
     #[derive(Debug, thiserror::Error)]
     #[error("not a member")]
-    pub struct NotAMember;
+    pub(super) struct NotAMember;
 
     #[derive(Aggregate, Default, Clone, Debug)]
     #[aggregate(name = "member", error = NotAMember)]
-    pub struct Member {
-        pub person: String,
-        pub name: String,
+    pub(super) struct Member {
+        pub(super) person: String,
+        pub(super) name: String,
     }
 
     #[aggregate_impl]
