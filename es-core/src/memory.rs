@@ -92,7 +92,7 @@ struct State {
     /// Per stream, where its events are in `log`, and what loads keep of them.
     streams: HashMap<StreamId, StreamLog, Fast>,
     /// Every stream's id, by its number (`StreamLog::number`): a record names its stream
-    /// by number, a word instead of a shared id's two.
+    /// by number, one word instead of the shared id's four.
     names: Vec<StreamId>,
     /// Every stored event id, with its index in `log`.
     event_ids: EventIds,
@@ -252,7 +252,7 @@ impl Incoming for TextEvent {
 /// A record of the log as the store keeps it: the payload as JSON text (a few dozen bytes
 /// where a `serde_json::Value` object takes hundreds), parsed by each read. Its position
 /// is its index ([`position_at`]) and its stream a number (`State::names`): 96 bytes, where
-/// both kept in full took 144, and every append writes one to memory never touched before.
+/// both kept in full took 136, and every append writes one to memory never touched before.
 struct Entry {
     version: u64,
     event_id: Uuid,

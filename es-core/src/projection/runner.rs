@@ -64,9 +64,11 @@ impl Partition {
     }
 
     /// Which partition of `count` a stream belongs to: a hash of its category, a `0xff`
-    /// byte and its id (XXH3, 64 bits, a specified algorithm: the same in every process,
-    /// build and version), modulo `count`. Every bit of every byte counts: ids that differ
-    /// only in a letter or a digit spread like any others.
+    /// byte and its id (XXH3, 64 bits, a specified algorithm: the same in every process
+    /// and build), modulo `count`. Every bit of every byte counts: ids that differ only in
+    /// a letter or a digit spread like any others. (FNV-1a before 2026-12-01, which modulo
+    /// 2 or 4 saw only the low bits of each byte: a partitioned listener that ran under it
+    /// needs a new version, as for a new count.)
     #[must_use]
     pub fn of(stream: &crate::StreamId, count: u32) -> u32 {
         let mut hash = xxhash_rust::xxh3::Xxh3Default::new();

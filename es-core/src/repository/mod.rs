@@ -264,7 +264,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Keeps the state and version of up to `capacity` aggregates (the most recently used)
     /// between commands: a command on a kept aggregate decides on that state and only
     /// appends, expecting its version: one round trip instead of two, and no fold of the
-    /// stream. Writers elsewhere (another process, a repository without this cache) are
+    /// stream (unless its events carry personal fields: see below). Writers elsewhere (another process, a repository without this cache) are
     /// caught by that expectation: the append conflicts, and the command is decided again
     /// on the store's state, as a repository without the cache would have decided it. A
     /// refusal, or a decision to do nothing, on a kept state is checked the same way
@@ -273,7 +273,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// plaintext. One made in another process is not seen here, so a command whose events
     /// carry personal fields is never appended as decided on a kept state: it is decided
     /// again on the store's state (one load), where a forgotten field reads as forgotten,
-    /// and the plaintext kept here cannot be written back. Clones of the repository
+    /// so the plaintext kept here is not written back (a forget landing between that load
+    /// and the append is the race any command has, cache or not). Clones of the repository
     /// share the cache; [`Repository::load`] and [`Repository::execute_expecting`] never
     /// take a kept state (they read the store, except a command expecting no stream, which
     /// needs no read). A `capacity` of 0 keeps nothing.
