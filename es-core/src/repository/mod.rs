@@ -769,37 +769,47 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 });
             }
             let append_expected = expected.unwrap_or(ExpectedVersion::Exact(loaded.version));
+            // The envelopes the command returns, each with its event's id (written with the
+            // event); their versions, positions and time are the store's, set once it has
+            // appended them.
+            let mut envelopes: Vec<Envelope<A::Event>> = events
+                .into_iter()
+                .enumerate()
+                .map(|(index, event)| Envelope {
+                    event_id: ids.event_id(index),
+                    stream: stream.clone(),
+                    version: 0,
+                    position: Position::new(0, 0),
+                    recorded_at: DateTime::<Utc>::default(),
+                    metadata: metadata.clone(),
+                    event,
+                })
+                .collect();
             // The payloads written straight from the events as JSON text where that reads
             // back the same, whatever the store (so that every store takes the same events
             // the same way): kept as written by a store that keeps text, read into values
             // by the others. Else, as values.
-            let (ids, appended): (Vec<Uuid>, _) = match encode_text(&events, &metadata, ids) {
+            let appended = match encode_text(&envelopes) {
                 Some(texts) => {
-                    let ids = texts.iter().map(|r| r.event_id).collect();
-                    let appended = self
-                        .append_texts(&stream, append_expected, texts, claims, &metadata)
-                        .await;
-                    (ids, appended)
+                    self.append_texts(&stream, append_expected, texts, claims, &metadata)
+                        .await
                 }
                 None => {
-                    let records = encode(&events, &metadata, ids)?;
-                    let ids = records.iter().map(|r| r.event_id).collect();
-                    let appended = self
-                        .append_records(&stream, append_expected, records, claims, &metadata)
-                        .await;
-                    (ids, appended)
+                    let records = encode(&envelopes)?;
+                    self.append_records(&stream, append_expected, records, claims, &metadata)
+                        .await
                 }
             };
             match appended {
                 Ok(appended) => {
-                    let count = u64::try_from(events.len()).unwrap_or(u64::MAX);
+                    let count = u64::try_from(envelopes.len()).unwrap_or(u64::MAX);
                     // Appended right after the state decided on (not an earlier outcome
                     // returned to a retry): the state with these events is the stream's.
                     let fresh = appended.version == loaded.version.saturating_add(count);
                     let due = Self::snapshot_due(appended.version, loaded.snapshot);
                     if fresh && (due || self.cache.is_some()) {
                         let mut state = loaded.state;
-                        events.iter().for_each(|e| state.apply(e));
+                        envelopes.iter().for_each(|e| state.apply(&e.event));
                         let mut snapshot = loaded.snapshot;
                         if due {
                             self.take_snapshot(&stream, &state, appended.version).await;
@@ -817,21 +827,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         );
                     }
                     let first = appended.version.saturating_sub(count) + 1;
-                    let envelopes = events
-                        .into_iter()
-                        .zip(ids)
+                    for ((envelope, position), version) in envelopes
+                        .iter_mut()
                         .zip(appended.positions.iter().copied())
                         .zip(first..)
-                        .map(|(((event, event_id), position), version)| Envelope {
-                            event_id,
-                            stream: stream.clone(),
-                            version,
-                            position,
-                            recorded_at: appended.recorded_at,
-                            metadata: metadata.clone(),
-                            event,
-                        })
-                        .collect();
+                    {
+                        envelope.version = version;
+                        envelope.position = position;
+                        envelope.recorded_at = appended.recorded_at;
+                    }
                     return Ok(Executed {
                         events: envelopes,
                         version: appended.version,
@@ -895,57 +899,61 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_micros(base_us / 2 + fastrand::u64(0..base_us))
 }
 
-fn encode<E: EventSet>(
-    events: &[E],
-    metadata: &Metadata,
-    ids: Ids<'_>,
-) -> Result<Vec<NewEvent>, EncodeError> {
+fn encode<E: EventSet>(events: &[Envelope<E>]) -> Result<Vec<NewEvent>, EncodeError> {
     events
         .iter()
-        .enumerate()
-        .map(|(index, event)| {
-            let event_type = event.name();
-            let mut payload = event
-                .to_payload()
-                .map_err(|source| EncodeError::Serialize { event_type, source })?;
-            positive_zeros(&mut payload);
-            if !payload.is_object() {
-                return Err(EncodeError::NotAnObject {
-                    event_type,
-                    found: json_kind(&payload),
-                });
-            }
-            mark_personal(&mut payload, event.personal(), event_type)?;
-            Ok(NewEvent {
-                event_id: ids.event_id(index),
-                event_type: event_type.to_owned(),
-                schema_version: event.schema_version(),
-                payload,
-                metadata: metadata.clone(),
-            })
-        })
+        .map(
+            |Envelope {
+                 event_id,
+                 metadata,
+                 event,
+                 ..
+             }| {
+                let event_type = event.name();
+                let mut payload = event
+                    .to_payload()
+                    .map_err(|source| EncodeError::Serialize { event_type, source })?;
+                positive_zeros(&mut payload);
+                if !payload.is_object() {
+                    return Err(EncodeError::NotAnObject {
+                        event_type,
+                        found: json_kind(&payload),
+                    });
+                }
+                mark_personal(&mut payload, event.personal(), event_type)?;
+                Ok(NewEvent {
+                    event_id: *event_id,
+                    event_type: event_type.to_owned(),
+                    schema_version: event.schema_version(),
+                    payload,
+                    metadata: metadata.clone(),
+                })
+            },
+        )
         .collect()
 }
 
 /// The events to append with their payloads as JSON text, each written straight from its
 /// event (`EventSet::to_payload_text`); `None` when one cannot be (it goes as a value).
-fn encode_text<E: EventSet>(
-    events: &[E],
-    metadata: &Metadata,
-    ids: Ids<'_>,
-) -> Option<Vec<crate::store::TextEvent>> {
+fn encode_text<E: EventSet>(events: &[Envelope<E>]) -> Option<Vec<crate::store::TextEvent>> {
     events
         .iter()
-        .enumerate()
-        .map(|(index, event)| {
-            Some(crate::store::TextEvent {
-                payload: event.to_payload_text()?,
-                event_id: ids.event_id(index),
-                event_type: event.name(),
-                schema_version: event.schema_version(),
-                metadata: metadata.clone(),
-            })
-        })
+        .map(
+            |Envelope {
+                 event_id,
+                 metadata,
+                 event,
+                 ..
+             }| {
+                Some(crate::store::TextEvent {
+                    payload: event.to_payload_text()?,
+                    event_id: *event_id,
+                    event_type: event.name(),
+                    schema_version: event.schema_version(),
+                    metadata: metadata.clone(),
+                })
+            },
+        )
         .collect()
 }
 
