@@ -305,8 +305,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 
     /// Keeps `loaded` for the next command on `stream`; `forgets`: the store's count of
-    /// forgets before the state was read.
-    fn keep(&self, stream: &StreamId, loaded: Loaded<A>, forgets: u64) {
+    /// forgets before the state was read; `used`: the command marked the stream used
+    /// already ([`Repository::take_cached`] did), so it is not marked again (each mark
+    /// relinks the cache's list, which touches its neighbours' entries).
+    fn keep(&self, stream: &StreamId, loaded: Loaded<A>, forgets: u64, used: bool) {
         if let Some(cache) = &self.cache {
             let cached = Cached {
                 state: loaded.state,
@@ -315,7 +317,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 forgets,
             };
             let mut cache = lock(cache);
-            match cache.get_mut(stream) {
+            let slot = if used {
+                cache.peek_mut(stream)
+            } else {
+                cache.get_mut(stream)
+            };
+            match slot {
                 Some(slot) => *slot = Some(cached),
                 None => {
                     cache.put(stream.clone(), Some(cached));
@@ -689,6 +696,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         metadata.extra.values_mut().for_each(positive_zeros);
         let stream = self.stream_id(id);
         let retries = if expected.is_some() { 0 } else { self.retries };
+        // Looked for in the cache (which marks it used) on the first attempt at least.
+        let used = expected.is_none();
         let mut attempt = 0;
         // Decide on the store's state, not a kept one (a kept one refused or did nothing).
         let mut reload = false;
@@ -755,13 +764,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 Ok(events) => events,
                 Err(rejected) => {
                     // Nothing changed: the state is still the stream's.
-                    self.keep(&stream, loaded, forgets);
+                    self.keep(&stream, loaded, forgets, used);
                     return Err(Error::Rejected(rejected));
                 }
             };
             if events.is_empty() {
                 let version = loaded.version;
-                self.keep(&stream, loaded, forgets);
+                self.keep(&stream, loaded, forgets, used);
                 return Ok(Executed {
                     events: Vec::new(),
                     version,
@@ -824,6 +833,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                                 snapshot,
                             },
                             forgets,
+                            used,
                         );
                     }
                     let first = appended.version.saturating_sub(count) + 1;
