@@ -912,34 +912,28 @@ fn backoff(attempt: u32) -> Duration {
 fn encode<E: EventSet>(events: &[Envelope<E>]) -> Result<Vec<NewEvent>, EncodeError> {
     events
         .iter()
-        .map(
-            |Envelope {
-                 event_id,
-                 metadata,
-                 event,
-                 ..
-             }| {
-                let event_type = event.name();
-                let mut payload = event
-                    .to_payload()
-                    .map_err(|source| EncodeError::Serialize { event_type, source })?;
-                positive_zeros(&mut payload);
-                if !payload.is_object() {
-                    return Err(EncodeError::NotAnObject {
-                        event_type,
-                        found: json_kind(&payload),
-                    });
-                }
-                mark_personal(&mut payload, event.personal(), event_type)?;
-                Ok(NewEvent {
-                    event_id: *event_id,
-                    event_type: event_type.to_owned(),
-                    schema_version: event.schema_version(),
-                    payload,
-                    metadata: metadata.clone(),
-                })
-            },
-        )
+        .map(|envelope| {
+            let event = &envelope.event;
+            let event_type = event.name();
+            let mut payload = event
+                .to_payload()
+                .map_err(|source| EncodeError::Serialize { event_type, source })?;
+            positive_zeros(&mut payload);
+            if !payload.is_object() {
+                return Err(EncodeError::NotAnObject {
+                    event_type,
+                    found: json_kind(&payload),
+                });
+            }
+            mark_personal(&mut payload, event.personal(), event_type)?;
+            Ok(NewEvent {
+                event_id: envelope.event_id,
+                event_type: event_type.to_owned(),
+                schema_version: event.schema_version(),
+                payload,
+                metadata: envelope.metadata.clone(),
+            })
+        })
         .collect()
 }
 
@@ -948,22 +942,15 @@ fn encode<E: EventSet>(events: &[Envelope<E>]) -> Result<Vec<NewEvent>, EncodeEr
 fn encode_text<E: EventSet>(events: &[Envelope<E>]) -> Option<Vec<crate::store::TextEvent>> {
     events
         .iter()
-        .map(
-            |Envelope {
-                 event_id,
-                 metadata,
-                 event,
-                 ..
-             }| {
-                Some(crate::store::TextEvent {
-                    payload: event.to_payload_text()?,
-                    event_id: *event_id,
-                    event_type: event.name(),
-                    schema_version: event.schema_version(),
-                    metadata: metadata.clone(),
-                })
-            },
-        )
+        .map(|envelope| {
+            Some(crate::store::TextEvent {
+                payload: envelope.event.to_payload_text()?,
+                event_id: envelope.event_id,
+                event_type: envelope.event.name(),
+                schema_version: envelope.event.schema_version(),
+                metadata: envelope.metadata.clone(),
+            })
+        })
         .collect()
 }
 
