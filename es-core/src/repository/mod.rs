@@ -264,11 +264,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Keeps the state and version of up to `capacity` aggregates (the most recently used)
     /// between commands: a command on a kept aggregate decides on that state and only
     /// appends, expecting its version: one round trip instead of two, and no fold of the
-    /// stream (unless its events carry personal fields: see below). Writers elsewhere (another process, a repository without this cache) are
-    /// caught by that expectation: the append conflicts, and the command is decided again
-    /// on the store's state, as a repository without the cache would have decided it. A
-    /// refusal, or a decision to do nothing, on a kept state is checked the same way
-    /// before it is returned. A `forget` made through the store (or a clone of it) drops
+    /// stream (unless its events carry personal fields: see below). Writers elsewhere
+    /// (another process, a repository without this cache) are caught by that expectation:
+    /// the append conflicts, and the command is decided again on the store's state, as a
+    /// repository without the cache would have decided it. A refusal, or a decision to do
+    /// nothing, on a kept state is checked the same way before it is returned. A `forget` made through the store (or a clone of it) drops
     /// every aggregate kept before it, as a kept state may hold the forgotten subject's
     /// plaintext. One made in another process is not seen here, so a command whose events
     /// carry personal fields is never appended as decided on a kept state: it is decided
