@@ -9,12 +9,18 @@ use es_postgres::PostgresStore;
 
 use crate::support;
 
+/// A store on `store`'s schema with a pool of its own (`connections`), as another process
+/// would have: it shares nothing in memory with `store`, its count of forgets included.
+async fn another_process(store: &PostgresStore, connections: u32) -> PostgresStore {
+    PostgresStore::new(support::pool(connections).await)
+        .with_schema(store.schema())
+        .expect("schema")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_writer_and_another_process_lose_no_update() {
     let store = support::store().await;
-    let other = PostgresStore::new(support::pool(4).await)
-        .with_schema(store.schema())
-        .expect("schema");
+    let other = another_process(&store, 4).await;
     let counted = Instrumented::new(store.clone());
     let cached = Repository::<Account, _>::new(counted.clone())
         .with_cache(8)
@@ -235,9 +241,7 @@ async fn a_kept_state_never_writes_back_what_another_process_forgot() {
     use member::{Confirm, Join, Member};
 
     let store = support::store().await;
-    let other = PostgresStore::new(support::pool(2).await)
-        .with_schema(store.schema())
-        .expect("schema");
+    let other = another_process(&store, 2).await;
     let counted = Instrumented::new(store.clone());
     let members = Repository::<Member, _>::new(counted.clone()).with_cache(8);
     let id = uuid::Uuid::now_v7();
