@@ -314,10 +314,11 @@ impl PostgresStore {
     }
 
     /// How many bytes of payload and metadata a read page holds at most, as sent (default
-    /// 8 MiB; a load's page, which holds no metadata, counts its payloads): the reader stops taking a page's rows once they reach it, and reads the rest
-    /// of the page off the wire without holding it. A page always holds at least one record,
-    /// so one record larger than this is still read. Memory stays bounded by the smaller of
-    /// this and [`with_batch_size`] records.
+    /// 8 MiB; a load's page, which holds no metadata, counts its payloads): the reader stops
+    /// taking a page's rows once they reach it, and reads the rest of the page off the wire
+    /// without holding it. A page always holds at least one record, so one record larger
+    /// than this is still read. Memory stays bounded by the smaller of this and
+    /// [`with_batch_size`] records.
     ///
     /// [`with_batch_size`]: PostgresStore::with_batch_size
     #[must_use]

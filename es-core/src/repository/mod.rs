@@ -264,20 +264,26 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// Keeps the state and version of up to `capacity` aggregates (the most recently used)
     /// between commands: a command on a kept aggregate decides on that state and only
     /// appends, expecting its version: one round trip instead of two, and no fold of the
-    /// stream (unless its events carry personal fields: see below). Writers elsewhere
-    /// (another process, a repository without this cache) are caught by that expectation:
-    /// the append conflicts, and the command is decided again on the store's state, as a
-    /// repository without the cache would have decided it. A refusal, or a decision to do
-    /// nothing, on a kept state is checked the same way before it is returned. A `forget` made through the store (or a clone of it) drops
-    /// every aggregate kept before it, as a kept state may hold the forgotten subject's
-    /// plaintext. One made in another process is not seen here, so a command whose events
-    /// carry personal fields is never appended as decided on a kept state: it is decided
-    /// again on the store's state (one load), where a forgotten field reads as forgotten,
-    /// so the plaintext kept here is not written back (a forget landing between that load
-    /// and the append is the race any command has, cache or not). Clones of the repository
-    /// share the cache; [`Repository::load`] and [`Repository::execute_expecting`] never
-    /// take a kept state (they read the store, except a command expecting no stream, which
-    /// needs no read). A `capacity` of 0 keeps nothing.
+    /// stream (unless its events carry personal fields: see below). A `capacity` of 0 keeps
+    /// nothing.
+    ///
+    /// Writers elsewhere (another process, a repository without this cache) are caught by
+    /// that expectation: the append conflicts, and the command is decided again on the
+    /// store's state, as a repository without the cache would have decided it. A refusal,
+    /// or a decision to do nothing, on a kept state is checked the same way before it is
+    /// returned.
+    ///
+    /// A `forget` made through the store (or a clone of it) drops every aggregate kept
+    /// before it, as a kept state may hold the forgotten subject's plaintext. One made in
+    /// another process is not seen here, so a command whose events carry personal fields is
+    /// never appended as decided on a kept state: it is decided again on the store's state
+    /// (one load), where a forgotten field reads as forgotten, so the plaintext kept here is
+    /// not written back (a forget landing between that load and the append is the race any
+    /// command has, cache or not).
+    ///
+    /// Clones of the repository share the cache; [`Repository::load`] and
+    /// [`Repository::execute_expecting`] never take a kept state (they read the store,
+    /// except a command expecting no stream, which needs no read).
     #[must_use]
     pub fn with_cache(mut self, capacity: usize) -> Self {
         self.cache = std::num::NonZeroUsize::new(capacity).map(|c| {
@@ -622,10 +628,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// aggregate does, needs no load: the command is decided on the default state and the
     /// append is the check. The outcomes are a load's: a stream with events is the conflict,
     /// and a command refused on a new stream is the refusal. A command the default state
-    /// refuses or does nothing on is decided after a load, as before. Two differences on a stream that has events: an error found before
-    /// the append (an event that does not encode, or is over a size limit) comes instead of
-    /// the conflict, and so does the conflict instead of a [`Error::Corrupt`] the load would
-    /// have met.
+    /// refuses or does nothing on is decided after a load, as before. Two differences on a
+    /// stream that has events: an error found before the append (an event that does not
+    /// encode, or is over a size limit) comes instead of the conflict, and so does the
+    /// conflict instead of a [`Error::Corrupt`] the load would have met.
     ///
     /// # Errors
     ///
