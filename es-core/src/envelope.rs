@@ -118,6 +118,29 @@ impl Metadata {
         self.extra.insert(key.into(), value.into());
         self
     }
+
+    /// Whether nothing is set: equal to `Metadata::default()`.
+    ///
+    /// ```
+    /// use es_core::Metadata;
+    /// let id = uuid::Uuid::now_v7();
+    /// assert!(Metadata::default().is_empty());
+    /// assert!(!Metadata::default().correlation_id(id).is_empty());
+    /// assert!(!Metadata::default().causation_id(id).is_empty());
+    /// assert!(!Metadata::default().actor("teller-7").is_empty());
+    /// assert!(!Metadata::default().with("channel", "branch").is_empty());
+    /// ```
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        // Every field named: a new one does not compile until it is counted here.
+        let Self {
+            correlation_id,
+            causation_id,
+            actor,
+            extra,
+        } = self;
+        correlation_id.is_none() && causation_id.is_none() && actor.is_none() && extra.is_empty()
+    }
 }
 
 /// A typed event with everything the store knows about it.

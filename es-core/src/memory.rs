@@ -301,7 +301,7 @@ impl Entry {
             schema_version,
             payload,
             sealed,
-            metadata: (metadata != Metadata::default()).then(|| Box::new(metadata)),
+            metadata: (!metadata.is_empty()).then(|| Box::new(metadata)),
             recorded_at: at.recorded_at,
         }
     }

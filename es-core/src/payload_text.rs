@@ -119,7 +119,12 @@ pub(crate) fn payload_text<T: Serialize>(event: &T, personal: bool) -> Option<St
     with_buffer(|out| {
         let mut writer = serde_json::Serializer::with_formatter(&mut *out, Checked { depth: 0 });
         event.serialize(&mut writer).ok()?;
-        if out.first() != Some(&b'{') || memchr::memmem::find(out, b"$es_seal").is_some() {
+        // The marker starts with a `$`: most payloads have none, and a byte search is
+        // cheaper than setting up a substring search.
+        let marked = || {
+            memchr::memchr(b'$', out).is_some() && memchr::memmem::find(out, b"$es_seal").is_some()
+        };
+        if out.first() != Some(&b'{') || marked() {
             return None;
         }
         // serde_json writes UTF-8 only.
@@ -189,6 +194,32 @@ mod tests {
             None,
             "personal fields: as a value"
         );
+    }
+
+    #[derive(Serialize)]
+    struct Note {
+        text: String,
+    }
+
+    /// The marker of a field to seal, anywhere in the text, sends the event the `Value` way
+    /// (which seals it or refuses it); a `$` alone does not.
+    #[test]
+    fn the_seal_marker_anywhere_goes_as_a_value() {
+        for text in ["$es_seal", "a $es_sealed b", "$$es_seal$"] {
+            let note = Note { text: text.into() };
+            assert_eq!(payload_text(&note, false), None, "{text}");
+        }
+        let mut keyed = std::collections::BTreeMap::new();
+        keyed.insert("$es_seal", 1);
+        assert_eq!(payload_text(&keyed, false), None, "as a key");
+        for text in ["$", "costs $5", "$es_sea", "es_seal"] {
+            let note = Note { text: text.into() };
+            assert_eq!(
+                payload_text(&note, false),
+                Some(format!(r#"{{"text":"{text}"}}"#)),
+                "{text}"
+            );
+        }
     }
 
     /// A large event's text leaves no large buffer behind; a nested use gets none.
