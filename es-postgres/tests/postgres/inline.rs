@@ -275,7 +275,6 @@ async fn a_refused_append_in_needs_no_second_connection() {
 /// transaction still usable), and a new transaction appends in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_in_an_older_transaction_never_lands_out_of_stream_order() {
-    use futures::TryStreamExt;
     let store = support::store().await;
     let stream = StreamId::new("account", Uuid::now_v7().to_string());
     store
@@ -317,21 +316,14 @@ async fn an_append_in_an_older_transaction_never_lands_out_of_stream_order() {
         .await
         .expect("a new transaction appends in order");
     fresh.commit().await.expect("commit");
-    // The log shows what committed below the horizon: other tests' transactions may hold
-    // it back a moment.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let versions = loop {
-        let log: Vec<_> = store.read_all(None).try_collect().await.expect("read");
-        let versions: Vec<u64> = log
-            .iter()
+    let versions_in = |log: &[es_core::RecordedEvent]| -> Vec<u64> {
+        log.iter()
             .filter(|r| r.stream == stream)
             .map(|r| r.version)
-            .collect();
-        if versions.len() >= 3 || std::time::Instant::now() > deadline {
-            break versions;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+            .collect()
     };
+    let log = support::settled_log(&store, |log| versions_in(log).len() >= 3).await;
+    let versions = versions_in(&log);
     assert_eq!(
         versions,
         [1, 2, 3],

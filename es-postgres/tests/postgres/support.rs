@@ -193,6 +193,26 @@ pub(crate) async fn store() -> PostgresStore {
     store_with(10).await
 }
 
+/// The global log once `enough` holds of it, or as it is after 30 s. The log stops at the
+/// server-wide horizon: other tests' transactions (the late-commit tests hold one open on
+/// purpose) hide what follows them until they end.
+pub(crate) async fn settled_log(
+    store: &PostgresStore,
+    enough: impl Fn(&[es_core::RecordedEvent]) -> bool,
+) -> Vec<es_core::RecordedEvent> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log: Vec<_> =
+            futures::TryStreamExt::try_collect(es_core::EventStore::read_all(store, None))
+                .await
+                .expect("read_all");
+        if enough(&log) || Instant::now() > deadline {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Prints a line to the test's output even when the harness captures it (for figures the
 /// test reports, such as conflict counts).
 pub(crate) fn report(line: &str) {
