@@ -26,7 +26,20 @@ pub use limits::{
 pub use replay::replayed_append;
 
 /// The version an append expects the stream to be at.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, serde::Serialize, serde::Deserialize)]
+///
+/// `NoStream` is `Exact(0)`: the two compare (and hash) equal, and every store takes them
+/// alike. Each keeps its own name in `Debug`, `Display` and serde.
+///
+/// ```
+/// use es_core::ExpectedVersion;
+/// assert_eq!(ExpectedVersion::NoStream, ExpectedVersion::Exact(0));
+/// assert_ne!(ExpectedVersion::NoStream, ExpectedVersion::Exact(1));
+/// assert_ne!(ExpectedVersion::Any, ExpectedVersion::Exact(0));
+/// let set: std::collections::HashSet<_> =
+///     [ExpectedVersion::NoStream, ExpectedVersion::Exact(0)].into();
+/// assert_eq!(set.len(), 1);
+/// ```
+#[derive(Clone, Copy, Eq, Debug, serde::Serialize, serde::Deserialize)]
 pub enum ExpectedVersion {
     /// Whatever the version: never a conflict (the store retries races itself).
     Any,
@@ -36,15 +49,32 @@ pub enum ExpectedVersion {
     Exact(u64),
 }
 
+impl PartialEq for ExpectedVersion {
+    fn eq(&self, other: &Self) -> bool {
+        self.version() == other.version()
+    }
+}
+
+impl std::hash::Hash for ExpectedVersion {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.version().hash(state);
+    }
+}
+
 impl ExpectedVersion {
+    /// The version expected (`None` for `Any`): `NoStream` is 0.
+    fn version(self) -> Option<u64> {
+        match self {
+            Self::Any => None,
+            Self::NoStream => Some(0),
+            Self::Exact(n) => Some(n),
+        }
+    }
+
     /// Whether a stream at `actual` satisfies this expectation.
     #[must_use]
     pub fn matches(self, actual: u64) -> bool {
-        match self {
-            Self::Any => true,
-            Self::NoStream => actual == 0,
-            Self::Exact(n) => actual == n,
-        }
+        self.version().is_none_or(|n| n == actual)
     }
 }
 
