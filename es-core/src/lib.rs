@@ -150,12 +150,34 @@ pub use es_derive::reactor_impl;
 /// `#[on]`: marks a handler of a `#[projection_impl]` or `#[reactor_impl]` block.
 pub use es_derive::on;
 
-/// Everything a domain module needs, and no name of the standard prelude.
+/// Everything a domain module needs, and no name of the standard prelude: the traits, the
+/// macros, the repository and the stores' shared types, and the read side's handle, status
+/// and errors.
+///
+/// ```
+/// use es_core::prelude::*;
+///
+/// fn failed(status: &ProjectionStatus) -> bool {
+///     matches!(status.state, ProjectionState::Failed { .. })
+/// }
+/// fn reached(outcome: Result<(), WaitError>) -> bool {
+///     outcome.is_ok()
+/// }
+/// fn skipped(outcome: Result<(), SkipError>) -> bool {
+///     outcome.is_ok()
+/// }
+/// fn appended<E>(done: &Executed<E>) -> usize {
+///     done.events.len()
+/// }
+/// let _ = (failed, reached, skipped, appended::<()>);
+/// ```
 pub mod prelude {
     pub use crate::{
         Aggregate, AggregateRoot, Command, CommandSet, Envelope, Event, EventSet, EventStore,
-        ExpectedVersion, InMemoryStore, Loaded, Metadata, Position, Projection, Projector, Reactor,
-        Repository, StreamId, aggregate_impl, apply, command, on, projection_impl, reactor_impl,
+        Executed, ExpectedVersion, InMemoryStore, Loaded, Metadata, Position, Projection,
+        ProjectionHandle, ProjectionState, ProjectionStatus, Projector, Reactor, Repository,
+        SkipError, StreamId, WaitError, aggregate_impl, apply, command, on, projection_impl,
+        reactor_impl,
     };
 }
 
