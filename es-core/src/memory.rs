@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use futures::{Stream, StreamExt, stream};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -247,6 +247,19 @@ impl Incoming for TextEvent {
         let event_type = Cow::Borrowed(event_type);
         Entry::kept(at, event_id, event_type, schema_version, metadata, kept)
     }
+}
+
+/// The time now, in whole microseconds: PostgreSQL keeps microseconds, so do we, and both
+/// stores return the same instant. (What `trunc_subsecs(6)` gives, without its checked
+/// arithmetic on every append.)
+fn now_in_micros() -> DateTime<Utc> {
+    in_micros(Utc::now())
+}
+
+/// `time` cut to whole microseconds.
+fn in_micros(time: DateTime<Utc>) -> DateTime<Utc> {
+    time.with_nanosecond(time.nanosecond() / 1_000 * 1_000)
+        .unwrap_or(time)
 }
 
 /// A record of the log as the store keeps it: the payload as JSON text (a few dozen bytes
@@ -545,9 +558,8 @@ impl InMemoryStore {
             check_storable(&part.stream, &part.events)?;
         }
         let mut state = self.inner.write();
-        // Taken under the lock, so recorded-at follows position order. PostgreSQL keeps
-        // microseconds; so do we, so both stores return the same instant.
-        let recorded_at: DateTime<Utc> = Utc::now().trunc_subsecs(6);
+        // Taken under the lock, so recorded-at follows position order.
+        let recorded_at = now_in_micros();
         // Each part's outcome when it is a replay, or the version it appends after.
         let mut plans: Vec<Result<Appended, u64>> = Vec::with_capacity(parts.len());
         let mut versions: HashMap<&StreamId, u64> = HashMap::new();
@@ -759,7 +771,7 @@ impl InMemoryStore {
         if replay || !state.inline.is_empty() {
             return Err(events);
         }
-        let recorded_at: DateTime<Utc> = Utc::now().trunc_subsecs(6);
+        let recorded_at = now_in_micros();
         let State {
             log,
             streams,
@@ -1239,6 +1251,32 @@ impl Checkpoints for InMemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Records keep whole microseconds, as `trunc_subsecs(6)` would cut them, a leap
+    /// second's included.
+    #[test]
+    fn recorded_times_are_cut_to_microseconds() {
+        use chrono::{SubsecRound, TimeZone};
+        let day = Utc
+            .with_ymd_and_hms(2026, 6, 30, 23, 59, 59)
+            .single()
+            .expect("a time");
+        for nanos in [
+            0,
+            999,
+            1_000,
+            123_456_789,
+            999_999_999,
+            1_000_000_500,
+            1_999_999_999,
+        ] {
+            let time = day.with_nanosecond(nanos).expect("nanoseconds");
+            let cut = in_micros(time);
+            assert_eq!(cut, time.trunc_subsecs(6), "{nanos}");
+            assert_eq!(cut.nanosecond() % 1_000, 0, "{nanos}");
+        }
+        assert_eq!(now_in_micros().nanosecond() % 1_000, 0);
+    }
 
     fn entry(n: usize) -> Entry {
         let event = NewEvent {
