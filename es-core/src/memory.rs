@@ -1133,6 +1133,10 @@ impl EventStore for InMemoryStore {
                     },
                 }
             }
+            if end == last {
+                // Done: no second look (and lock) to find nothing left.
+                return Some(Ok(()));
+            }
             next = end;
         }
     }

@@ -158,3 +158,58 @@ fn decoding_from_text_gives_what_decoding_from_a_value_gives() {
         Err(es_core::DecodeError::Payload(_))
     ));
 }
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "Stepped")]
+struct Stepped {
+    n: u64,
+}
+
+#[derive(Aggregate, Default)]
+#[aggregate(name = "walk", error = Never)]
+struct Walk {
+    steps: u64,
+    sum: u64,
+}
+
+#[aggregate_impl]
+impl Walk {
+    #[apply]
+    fn stepped(&mut self, e: &Stepped) {
+        self.steps += 1;
+        self.sum += e.n;
+    }
+}
+
+/// A stream longer than one of the store's fold batches (4,096 events) loads whole, the
+/// first time (decoding) and again (from what is kept), and up to a version past a batch.
+#[tokio::test]
+async fn a_stream_longer_than_a_fold_batch_loads_whole() {
+    use es_core::{EventStore, NewEvent};
+    let store = InMemoryStore::new();
+    let walks = Repository::<Walk, _>::new(store.clone());
+    let id = uuid::Uuid::now_v7();
+    let stream = walks.stream_id(&id);
+    let n: u64 = 10_000;
+    let events: Vec<NewEvent> = (1..=n)
+        .map(|i| NewEvent {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: "Stepped".into(),
+            schema_version: 1,
+            payload: serde_json::json!({ "n": i }),
+            metadata: Metadata::default(),
+        })
+        .collect();
+    store
+        .append(&stream, ExpectedVersion::NoStream, events)
+        .await
+        .expect("append");
+    for _ in 0..2 {
+        let loaded = walks.load(&id).await.expect("load");
+        assert_eq!(loaded.version, n);
+        assert_eq!((loaded.state.steps, loaded.state.sum), (n, n * (n + 1) / 2));
+    }
+    let at = walks.load_at(&id, 5_000).await.expect("load at");
+    assert_eq!((at.version, at.state.steps), (5_000, 5_000));
+    assert_eq!(at.state.sum, 5_000 * 5_001 / 2);
+}
