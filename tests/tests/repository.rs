@@ -730,3 +730,53 @@ async fn racing_redeliveries_append_once() {
         7
     );
 }
+
+#[derive(Event, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[event(name = "Named")]
+struct Named {}
+
+#[derive(Command, Serialize, Deserialize, Clone, Debug)]
+struct Name {}
+
+#[derive(Debug)]
+struct NeverNamed;
+
+#[derive(Aggregate, Default)]
+#[aggregate(name = "label", id = String, error = NeverNamed)]
+struct Label {
+    named: bool,
+}
+
+#[aggregate_impl]
+impl Label {
+    #[command]
+    fn name(&self, _: Name) -> Result<Named, NeverNamed> {
+        Ok(Named {})
+    }
+
+    #[apply]
+    fn named(&mut self, _: &Named) {
+        self.named = true;
+    }
+}
+
+/// A `String` id is taken as it is (no formatting), and reads back the same as any id: its
+/// `Display`, in the category's stream.
+#[tokio::test]
+async fn a_string_id_is_its_stream_id() {
+    let store = InMemoryStore::new();
+    let labels = Repository::<Label, _>::new(store.clone());
+    for id in ["plain", "with-dashes-and ünïcode", "", "  spaced  "] {
+        let id = id.to_owned();
+        let stream = labels.stream_id(&id);
+        assert_eq!((stream.category(), stream.id()), ("label", id.as_str()));
+        assert_eq!(stream, StreamId::new("label", id.clone()));
+        if !id.is_empty() {
+            labels.execute(&id, Name {}).await.expect("names");
+            assert!(labels.load(&id).await.expect("loads").state.named);
+        }
+    }
+    // A newtype id goes through its `Display`.
+    let id = AccountId::new();
+    assert_eq!(accounts(&store).stream_id(&id).id(), id.to_string());
+}

@@ -354,6 +354,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// The stream of the aggregate with this id: `"{A::NAME}-{id}"`.
     pub fn stream_id(&self, id: &A::Id) -> StreamId {
+        // A `String` id is its own text: no formatting.
+        if let Some(text) = (id as &dyn std::any::Any).downcast_ref::<String>() {
+            return StreamId::in_category(&self.category, text);
+        }
         // Written into the thread's buffer, so the id is allocated once (in the stream id).
         crate::payload_text::with_buffer(|buffer| {
             use std::io::Write as _;
