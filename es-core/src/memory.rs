@@ -1250,6 +1250,26 @@ impl Checkpoints for InMemoryStore {
         let len = self.len();
         Ok((len > 0).then(|| position_at(len - 1)))
     }
+
+    /// Counted over the records in the range, under the read lock (a listener's status asks
+    /// at most about once a second while it catches up).
+    async fn count(
+        &self,
+        after: Option<Position>,
+        up_to: Position,
+        types: &'static [&'static str],
+    ) -> Result<Option<u64>, StoreError> {
+        let from = self.log_index_after(after);
+        let end = self.log_index_after(Some(up_to));
+        let state = self.inner.read();
+        let n = state
+            .log
+            .iter_from(from)
+            .take(end.saturating_sub(from))
+            .filter(|e| types.contains(&&*e.event_type))
+            .count();
+        Ok(Some(to_u64(n)))
+    }
 }
 
 #[cfg(test)]

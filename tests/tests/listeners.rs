@@ -381,3 +381,79 @@ async fn two_partitions_together_fold_what_one_runner_folds() {
 fn a_partition_index_past_the_count_is_refused() {
     let _ = Projector::new(InMemoryStore::new(), Balances::default()).partition(2, 2);
 }
+
+/// Deposits counted slowly (a millisecond each), to be seen catching up.
+#[derive(Projection, Default, Clone, Debug)]
+#[projection(name = "slow_deposits")]
+struct SlowDeposits {
+    seen: u64,
+}
+
+#[projection_impl]
+impl SlowDeposits {
+    #[on]
+    fn deposited(&mut self, _: &MoneyDeposited) {
+        std::thread::sleep(Duration::from_millis(1));
+        self.seen += 1;
+    }
+}
+
+/// The status says how many events of its types a read model is behind: counted when it
+/// starts (the 3,000 deposits, not the opening it does not read), less while it catches up
+/// (about once a second: it takes 3 s), and 0 with the position `wait_for` waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_says_how_far_behind_the_log_a_read_model_is() {
+    let store = InMemoryStore::new();
+    let accounts = Repository::<Account, _>::new(store.clone());
+    let id = AccountId::new();
+    accounts
+        .execute(
+            &id,
+            OpenAccount {
+                owner: "ada".into(),
+            },
+        )
+        .await
+        .expect("opens");
+    let mut last = None;
+    for _ in 0..3_000 {
+        last = accounts
+            .execute(&id, Deposit { amount: 1 })
+            .await
+            .expect("deposits")
+            .position;
+    }
+    let slow = Projector::new(store.clone(), SlowDeposits::default()).spawn();
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut seen = Vec::new();
+    while slow.status().handled < 3_000 {
+        assert!(std::time::Instant::now() < deadline, "caught up: {seen:?}");
+        if let Some(behind) = slow.status().behind
+            && seen.last() != Some(&behind)
+        {
+            seen.push(behind);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen.first(), Some(&3_000), "counted at the start: {seen:?}");
+    assert!(
+        seen.iter().any(|&b| b > 0 && b < 3_000),
+        "counted again while catching up: {seen:?}"
+    );
+    slow.wait_for(last.expect("a position"), WAIT)
+        .await
+        .expect("caught up");
+    assert_eq!(slow.status().behind, Some(0));
+    assert_eq!(slow.read(|s| s.seen), 3_000);
+
+    // Kept up with, one event at a time.
+    let more = accounts
+        .execute(&id, Deposit { amount: 1 })
+        .await
+        .expect("deposits")
+        .position
+        .expect("a position");
+    slow.wait_for(more, WAIT).await.expect("kept up");
+    assert_eq!(slow.status().behind, Some(0));
+    slow.stop().await;
+}

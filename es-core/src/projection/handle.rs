@@ -43,7 +43,10 @@ pub struct ProjectionStatus {
     pub name: &'static str,
     /// The position it has processed up to (`None`: nothing yet).
     pub position: Option<Position>,
-    /// How many events it is behind the log (`None` where the store cannot count cheaply).
+    /// How many events of its types it is behind the log (`None` where the store cannot
+    /// count cheaply, and for a partition). Counted when it starts, about once a second
+    /// while it catches up, and with the position of a batch that takes it to the end of
+    /// what the log showed (so after `wait_for` it reads `Some(0)` unless more came).
     pub behind: Option<u64>,
     /// Records handed to its handlers so far in this run.
     pub handled: u64,

@@ -29,6 +29,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// The longest wait between retries of a failing record.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
+/// How often, at most, a listener catching up counts how far behind the log it is.
+const BEHIND_EVERY: Duration = Duration::from_secs(1);
+
 /// Where a listener without a checkpoint starts.
 #[derive(Clone, Copy, Debug)]
 enum Start {
@@ -243,6 +246,10 @@ where
             status: status_tx,
             control: control_rx,
             rate: Rate::new(),
+            behind_left: None,
+            behind_at: None,
+            behind_after: None,
+            counts: true,
         };
         tokio::spawn(runner.run());
         ProjectionHandle {
@@ -311,6 +318,15 @@ struct Runner<S, P: Projection> {
     status: watch::Sender<ProjectionStatus>,
     control: mpsc::UnboundedReceiver<Control>,
     rate: Rate,
+    /// How far behind the log it is, as last counted less what it took since (`None`:
+    /// not counted), and when the last count was.
+    behind_left: Option<u64>,
+    behind_at: Option<Instant>,
+    /// How far behind it will be at a batch's end (counted before the batch, published
+    /// with the position, so a caller woken by `wait_for` reads both).
+    behind_after: Option<(Option<Position>, Option<u64>)>,
+    /// Whether the store counts (false once it said it cannot).
+    counts: bool,
 }
 
 /// A rebuild in progress: the position at which the new version takes over, and how many
@@ -542,6 +558,10 @@ where
     async fn follow(&mut self) {
         let mut records: Records = Box::pin(self.subscribe());
         self.status.send_modify(|s| s.started = true);
+        if let Some(behind) = self.count_behind(self.position, false, 0).await {
+            self.behind_left = behind;
+            self.status.send_modify(|s| s.behind = behind);
+        }
         loop {
             let item = tokio::select! {
                 biased;
@@ -580,6 +600,20 @@ where
                     Some(None) | None => break,
                 }
             }
+            // A batch short of full took everything the subscription had ready.
+            let end = batch.last().map(Delivery::position);
+            let drained = failed_read.is_none() && batch.len() < BATCH;
+            let taken = batch
+                .iter()
+                .filter(|d| matches!(d, Delivery::Record(_)))
+                .count();
+            let taken = u64::try_from(taken).unwrap_or(u64::MAX);
+            let counted = self.count_behind(end, drained, taken).await;
+            self.behind_left = match counted {
+                Some(behind) => behind,
+                None => self.behind_left.map(|left| left.saturating_sub(taken)),
+            };
+            self.behind_after = counted.map(|behind| (end, behind));
             if let Flow::Stop = self.process(&batch).await {
                 return;
             }
@@ -851,6 +885,51 @@ where
         }
     }
 
+    /// How many events of its types lie after `after`, the end of a batch of `records`
+    /// records (`Some(None)` where the store cannot count cheaply), for its status; `None`:
+    /// not counted now. Counted when it has not been for [`BEHIND_EVERY`], and for a batch
+    /// that took everything ready (`drained`) and should reach the end of the log by the
+    /// last count; a listener that kept up and takes a drained batch is taken to keep up
+    /// (`Some(0)`, uncounted), so it costs the store no more than a count a second. Never
+    /// for a partition (the count would take every partition's events).
+    async fn count_behind(
+        &mut self,
+        after: Option<Position>,
+        drained: bool,
+        records: u64,
+    ) -> Option<Option<u64>> {
+        if self.partition.is_some() || !self.counts {
+            return None;
+        }
+        let due = self.behind_at.is_none_or(|at| at.elapsed() >= BEHIND_EVERY);
+        if !due {
+            match self.behind_left {
+                Some(0) if drained => return Some(Some(0)),
+                Some(left) if drained && left <= records => {}
+                _ => return None,
+            }
+        }
+        self.behind_at = Some(Instant::now());
+        let counted = match self.store.head().await {
+            Ok(None) => Ok(Some(0)),
+            Ok(Some(head)) if after.is_some_and(|p| p >= head) => Ok(Some(0)),
+            Ok(Some(head)) => self.store.count(after, head, P::EVENT_TYPES).await,
+            Err(e) => Err(e),
+        };
+        match counted {
+            Ok(None) => {
+                self.counts = false;
+                Some(None)
+            }
+            Ok(behind) => Some(behind),
+            // Only the status waits for it: the estimate stands until the next count.
+            Err(e) => {
+                tracing::debug!(projection = P::NAME, error = %e, "counting how far behind failed");
+                None
+            }
+        }
+    }
+
     /// Publishes the position reached and the rate.
     fn publish(&mut self, handled: u64) {
         let rate = self.rate.add(handled);
@@ -870,8 +949,16 @@ where
                 "rebuilding"
             );
         }
+        // The count made for this position, if the batch got there.
+        let behind = self
+            .behind_after
+            .filter(|(at, _)| *at == position)
+            .map(|(_, behind)| behind);
         self.status.send_modify(|s| {
             s.position = position;
+            if let Some(behind) = behind {
+                s.behind = behind;
+            }
             s.handled += handled;
             s.rate = rate;
             match (&s.state, progress) {

@@ -323,3 +323,68 @@ async fn two_partitions_in_two_processes_fold_the_ledger_and_one_takes_over() {
     b0.stop().await;
     b1.stop().await;
 }
+
+/// Deposits counted slowly (a millisecond each) in a table-less read model on PostgreSQL.
+struct Slow {
+    handled: Arc<AtomicU64>,
+}
+
+impl Projection for Slow {
+    const NAME: &'static str = "slow";
+    const VERSION: u32 = 1;
+    const KIND: Kind = Kind::ReadModel;
+    const EVENT_TYPES: &'static [&'static str] = &["Deposited"];
+    type Context = PgConnection;
+
+    fn handle<'a>(&'a mut self, _: &'a RecordedEvent, _: &'a mut PgConnection) -> HandleFuture<'a> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            self.handled.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+/// The status says how many deposits the read model is behind (the noise it does not read
+/// is not counted): counted at the start, again while it catches up, and 0 with the position
+/// `wait_for` waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_says_how_far_behind_the_log_a_read_model_is() {
+    let store = support::store().await;
+    let (last, rows, _) = deposits(&store, 4, 500).await;
+    let handled = Arc::new(AtomicU64::new(0));
+    let slow = Projector::new(
+        store.clone(),
+        Slow {
+            handled: Arc::clone(&handled),
+        },
+    )
+    .spawn();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while slow.status().handled < 2_000 {
+        assert!(std::time::Instant::now() < deadline, "caught up: {seen:?}");
+        if let Some(behind) = slow.status().behind
+            && seen.last() != Some(&behind)
+        {
+            seen.push(behind);
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(rows, 2_000);
+    // Other tests' transactions may hide the newest events for a moment: at most 2,000.
+    assert!(
+        seen.first().is_some_and(|&b| b > 0 && b <= 2_000),
+        "counted at the start: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|&b| b > 0 && b < 2_000),
+        "counted again while catching up: {seen:?}"
+    );
+    slow.wait_for(last, Duration::from_secs(60))
+        .await
+        .expect("caught up");
+    assert_eq!(slow.status().behind, Some(0));
+    assert_eq!(handled.load(Ordering::SeqCst), 2_000);
+    slow.stop().await;
+}
