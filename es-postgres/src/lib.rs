@@ -274,6 +274,11 @@ impl PostgresStore {
     /// [`StoreError::InlineProjection`] naming the projection: nothing of it is written. Its
     /// handlers run one append at a time (the projection is behind a lock); a retried append
     /// that already landed does not run them again. Register it before the store is used.
+    ///
+    /// Unlike a read model run by a [`Projector`](es_core::Projector), an inline projection
+    /// gets no schema of its own: its `DDL` is not run and nothing is put on the
+    /// `search_path` for it. Create its tables yourself (in your migrations) and write
+    /// qualified names in its handlers.
     #[must_use]
     pub fn with_inline<P>(self, projection: P) -> Self
     where
