@@ -888,10 +888,10 @@ where
     /// How many events of its types lie after `after`, the end of a batch of `records`
     /// records (`Some(None)` where the store cannot count cheaply), for its status; `None`:
     /// not counted now. Counted when it has not been for [`BEHIND_EVERY`], and for a batch
-    /// that took everything ready (`drained`) and should reach the end of the log by the
-    /// last count; a listener that kept up and takes a drained batch is taken to keep up
-    /// (`Some(0)`, uncounted), so it costs the store no more than a count a second. Never
-    /// for a partition (the count would take every partition's events).
+    /// that should reach the end of the log by the last count less what was taken since; a
+    /// listener that kept up and takes a batch that took everything ready (`drained`) is
+    /// taken to keep up (`Some(0)`, uncounted), so it costs the store no more than a count
+    /// a second. Never for a partition (the count would take every partition's events).
     async fn count_behind(
         &mut self,
         after: Option<Position>,
@@ -905,7 +905,8 @@ where
         if !due {
             match self.behind_left {
                 Some(0) if drained => return Some(Some(0)),
-                Some(left) if drained && left <= records => {}
+                // This batch should take it to the end (full or not): count, to be sure.
+                Some(left) if left <= records => {}
                 _ => return None,
             }
         }
