@@ -69,10 +69,11 @@
 //! - **Listeners** (`es_core::Projector`): checkpoints in a table; a read model kept in
 //!   tables takes the transaction as its handlers' context (`&mut PgConnection`), and each
 //!   batch's writes commit with its checkpoint under a per-listener advisory lock taken for
-//!   the transaction only (one active runner per name across processes; behind PgBouncer
-//!   too). A listener reads only its event types (`subscribe_types`, filtered in SQL on an
-//!   index). Inline projections ([`PostgresStore::with_inline`]) run inside every append's
-//!   transaction.
+//!   the transaction only (behind PgBouncer too). One process runs a listener at a time,
+//!   the one holding its lease (`listener_leases`); another process's runner stands by and
+//!   takes over when it stops, or when its lease runs out. A listener reads only its event
+//!   types (`subscribe_types`, filtered in SQL on an index). Inline projections
+//!   ([`PostgresStore::with_inline`]) run inside every append's transaction.
 //! - **Set-based validation**: `append_all` appends to several streams in one transaction.
 //! - **Group commit** ([`PostgresStore::with_group_commit`], opt-in): appends that arrive
 //!   together share one statement, one transaction and one commit, each with its own
@@ -201,6 +202,8 @@ struct Inner {
     reached: Arc<reached::Reached>,
     /// How many subjects `forget` deleted through this store and its copies.
     forgets: Arc<std::sync::atomic::AtomicU64>,
+    /// Who holds listeners' leases through this store and its copies (one process's).
+    owner: uuid::Uuid,
 }
 
 impl PostgresStore {
@@ -243,6 +246,7 @@ impl PostgresStore {
                 held,
                 reached: Arc::default(),
                 forgets: Arc::default(),
+                owner: uuid::Uuid::now_v7(),
             }),
         }
     }
@@ -264,6 +268,7 @@ impl PostgresStore {
                 held: Arc::clone(&i.held),
                 reached: Arc::clone(&i.reached),
                 forgets: Arc::clone(&i.forgets),
+                owner: i.owner,
             }),
         }
     }

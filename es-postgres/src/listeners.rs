@@ -107,6 +107,40 @@ impl Checkpoints for PostgresStore {
         Ok(u64::try_from(n).ok())
     }
 
+    /// A lease per listener key in `listener_leases`, held by this store and its copies
+    /// (`Inner::owner`): another store (another process) holding an unexpired one makes
+    /// this one's runner a standby.
+    async fn claim(&self, key: &str, lease: std::time::Duration) -> Result<bool, StoreError> {
+        let pooled = self.inner.settings.pooled;
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        let held: Option<uuid::Uuid> = pinned!(pooled, conn, |c| {
+            sqlx::query_scalar(self.inner.sql.lease_claim.clone())
+                .persistent(!pooled)
+                .bind(key)
+                .bind(self.inner.owner)
+                .bind(lease.as_secs_f64())
+                .fetch_optional(c)
+                .await
+        })
+        .map_err(backend)?;
+        Ok(held.is_some())
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let pooled = self.inner.settings.pooled;
+        let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
+        pinned!(pooled, conn, |c| {
+            sqlx::query(self.inner.sql.lease_release.clone())
+                .persistent(!pooled)
+                .bind(key)
+                .bind(self.inner.owner)
+                .execute(c)
+                .await
+        })
+        .map_err(backend)?;
+        Ok(())
+    }
+
     async fn head(&self) -> Result<Option<Position>, StoreError> {
         let pooled = self.inner.settings.pooled;
         let mut conn = self.inner.pool.acquire().await.map_err(backend)?;
@@ -191,8 +225,9 @@ impl ContextStore<PgConnection> for PostgresStore {
     /// A partition's unit: its own lock (`key`), the read model's schema (`name`'s).
     async fn begin_partition(&self, name: &str, key: &str) -> Result<ListenerTx, StoreError> {
         let mut tx = self.inner.pool.begin().await.map_err(backend)?;
-        // Waits while another process's runner of this listener is inside a batch: runners
-        // take turns, and each batch starts from the checkpoint it finds under the lock.
+        // Waits while another runner of this listener is inside a batch (one of the same
+        // process: another process's stands by, `Checkpoints::claim`); each batch starts from
+        // the checkpoint it finds under the lock.
         // Handlers write unqualified names into this version's schema.
         let data = derived_schema(&self.inner, name)?;
         let search_path = format!("\"{data}\", \"{}\"", self.inner.sql.schema);

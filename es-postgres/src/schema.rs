@@ -72,6 +72,8 @@ pub(crate) struct Statements {
     pub(crate) load_checkpoint: SqlStr,
     pub(crate) save_checkpoint: SqlStr,
     pub(crate) lock_listener: SqlStr,
+    pub(crate) lease_claim: SqlStr,
+    pub(crate) lease_release: SqlStr,
     pub(crate) begin_listener: SqlStr,
     pub(crate) version_known: SqlStr,
     pub(crate) version_add: SqlStr,
@@ -92,6 +94,7 @@ impl Statements {
     pub(crate) fn new(schema: &str) -> Self {
         let events = format!("\"{schema}\".events");
         let checkpoints = format!("\"{schema}\".checkpoints");
+        let leases = format!("\"{schema}\".listener_leases");
         let versions = format!("\"{schema}\".projection_versions");
         let snapshots = format!("\"{schema}\".snapshots");
         let keys = format!("\"{schema}\".personal_keys");
@@ -314,6 +317,19 @@ impl Statements {
             // database do not wait on each other.
             lock_listener: sql(format!(
                 "SELECT pg_advisory_xact_lock({LOCK_SPACE}, hashtext('{schema}.' || $1))"
+            )),
+            // A listener's lease ($1 its key, $2 the owner, $3 seconds): taken when free or
+            // run out, renewed by its holder; no row back while another holds it. One
+            // statement: the row's lock orders two claims.
+            lease_claim: sql(format!(
+                "INSERT INTO {leases} AS l (name, owner, until) \
+                 VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3)) \
+                 ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until \
+                 WHERE l.owner = EXCLUDED.owner OR l.until < clock_timestamp() \
+                 RETURNING owner"
+            )),
+            lease_release: sql(format!(
+                "DELETE FROM {leases} WHERE name = $1 AND owner = $2"
             )),
             // The same lock, and the search path of the version's schema for the rest of the
             // transaction (`SET LOCAL`), in one round trip.

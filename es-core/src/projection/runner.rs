@@ -32,6 +32,16 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How often, at most, a listener catching up counts how far behind the log it is.
 const BEHIND_EVERY: Duration = Duration::from_secs(1);
 
+/// How long a listener's lease lasts ([`Checkpoints::claim`](super::Checkpoints::claim)):
+/// a standby takes over this long after the runner holding it died.
+const LEASE: Duration = Duration::from_secs(10);
+
+/// How often the runner holding a lease renews it, busy or idle.
+const RENEW_EVERY: Duration = Duration::from_secs(3);
+
+/// How often a standby looks whether it may run, and how far the holder got.
+const STANDBY_POLL: Duration = Duration::from_millis(250);
+
 /// Where a listener without a checkpoint starts.
 #[derive(Clone, Copy, Debug)]
 enum Start {
@@ -177,9 +187,9 @@ impl<S, P: Projection> Projector<S, P> {
     /// only the records of the streams that hash to `index` ([`Partition::of`]), so each
     /// stream's records stay in order within one partition, and keeps a checkpoint of its
     /// own (`{key}#{index}/{count}`). Run the `count` partitions in one process or spread
-    /// over several, each with its own `Projector`; on PostgreSQL, runners of one partition
-    /// in several processes take turns as for an unpartitioned listener, so a process that
-    /// also runs another's partition takes it over when that one stops.
+    /// over several, each with its own `Projector`; on PostgreSQL a partition runs in one
+    /// process at a time, as an unpartitioned listener does, so a process that also runs
+    /// another's partition stands by for it and takes it over when that one stops.
     ///
     /// A read model kept in the store gets every partition's writes in the same tables; a
     /// new version takes over once every partition has caught up. A read model in memory
@@ -250,6 +260,7 @@ where
             behind_at: None,
             behind_after: None,
             counts: true,
+            leased_at: None,
         };
         tokio::spawn(runner.run());
         ProjectionHandle {
@@ -269,6 +280,17 @@ enum Model<P> {
 /// What to do after waiting on a failure or a control message.
 enum Flow {
     Go,
+    Stop,
+}
+
+/// Whether a runner runs the rest of a batch ([`Runner::lead`]).
+enum Lead {
+    /// It holds the lease (or the store keeps none): run it.
+    Run,
+    /// A standby, and the holder has committed past it: done.
+    Done,
+    /// A standby: look again.
+    Wait,
     Stop,
 }
 
@@ -327,6 +349,8 @@ struct Runner<S, P: Projection> {
     behind_after: Option<(Option<Position>, Option<u64>)>,
     /// Whether the store counts (false once it said it cannot).
     counts: bool,
+    /// When it last claimed or renewed the listener's lease, while it holds it.
+    leased_at: Option<Instant>,
 }
 
 /// A rebuild in progress: the position at which the new version takes over, and how many
@@ -410,6 +434,12 @@ where
         }
         self.status
             .send_modify(|s| s.state = ProjectionState::Stopped);
+        // A standby elsewhere takes over at once, rather than when the lease runs out.
+        if self.leased_at.take().is_some()
+            && let Err(e) = self.store.release(&self.key).await
+        {
+            tracing::warn!(projection = P::NAME, error = %e, "releasing the lease failed");
+        }
     }
 
     /// Readies the read model's version (a durable one: its tables, with a fresh checkpoint
@@ -580,6 +610,12 @@ where
                     }
                 },
                 item = records.next() => item,
+                // Idle while it holds the lease: renew it, so that a standby does not take
+                // over a runner that only has nothing to do.
+                () = tokio::time::sleep(RENEW_EVERY), if self.leased_at.is_some() => {
+                    self.renew().await;
+                    continue;
+                }
             };
             let Some(item) = item else {
                 // A subscription never ends on its own; if it does, follow it again.
@@ -671,6 +707,12 @@ where
     async fn process(&mut self, batch: &[Delivery]) -> Flow {
         let mut start = 0;
         while start < batch.len() {
+            match self.lead(&batch[start..]).await {
+                Lead::Run => {}
+                Lead::Done => return Flow::Go,
+                Lead::Wait => continue,
+                Lead::Stop => return Flow::Stop,
+            }
             let mut end = batch.len();
             loop {
                 match self.attempt(&batch[start..end]).await {
@@ -928,6 +970,76 @@ where
                 tracing::debug!(projection = P::NAME, error = %e, "counting how far behind failed");
                 None
             }
+        }
+    }
+
+    /// Whether this runner runs `rest`, the rest of a batch, now. A listener that keeps a
+    /// checkpoint runs in one process at a time: the runner holding its lease (claimed, or
+    /// renewed every [`RENEW_EVERY`]). Another process's runner is a standby: it follows
+    /// the holder's checkpoint (its position, and so `wait_for`, go on with it) and takes
+    /// over once the lease is released or runs out. Runners sharing one store (a process)
+    /// share its lease, and take turns batch by batch as without one.
+    async fn lead(&mut self, rest: &[Delivery]) -> Lead {
+        if !Self::keeps_checkpoint() || self.leased_at.is_some_and(|at| at.elapsed() < RENEW_EVERY)
+        {
+            return Lead::Run;
+        }
+        match self.store.claim(&self.key, LEASE).await {
+            Ok(true) => {
+                if self.leased_at.is_none() {
+                    tracing::info!(projection = P::NAME, key = %self.key, "running (holds the lease)");
+                }
+                self.leased_at = Some(Instant::now());
+                return Lead::Run;
+            }
+            Ok(false) => {
+                if self.leased_at.take().is_some() {
+                    tracing::warn!(projection = P::NAME, key = %self.key, "lost the lease: standing by");
+                }
+            }
+            // Run, as runners do without leases (the lock and the checkpoint still make each
+            // effect once), and try again when a renewal is due: a store whose leases cannot
+            // be read (not migrated yet) does not stop its listeners.
+            Err(e) => {
+                tracing::warn!(projection = P::NAME, error = %e, "claiming the lease failed; running without it");
+                self.leased_at = Some(Instant::now());
+                return Lead::Run;
+            }
+        }
+        let Some(end) = rest.last().map(Delivery::position) else {
+            return Lead::Done;
+        };
+        match self.store.load_checkpoint(&self.key).await {
+            Ok(Some(reached)) if reached >= end => {
+                self.position = Some(end);
+                self.publish(0);
+                return Lead::Done;
+            }
+            Ok(Some(reached)) if self.position.is_none_or(|p| reached > p) => {
+                self.position = Some(reached);
+                self.publish(0);
+            }
+            _ => {}
+        }
+        match self.pause(STANDBY_POLL, None).await {
+            Flow::Go => Lead::Wait,
+            Flow::Stop => Lead::Stop,
+        }
+    }
+
+    /// Renews the lease it holds, when due (idle: no batch renewed it).
+    async fn renew(&mut self) {
+        if self.leased_at.is_none_or(|at| at.elapsed() < RENEW_EVERY) {
+            return;
+        }
+        match self.store.claim(&self.key, LEASE).await {
+            Ok(true) => self.leased_at = Some(Instant::now()),
+            Ok(false) => {
+                self.leased_at = None;
+                tracing::warn!(projection = P::NAME, key = %self.key, "lost the lease: standing by");
+            }
+            // Tried again at the next batch, or the next renewal.
+            Err(e) => tracing::warn!(projection = P::NAME, error = %e, "renewing the lease failed"),
         }
     }
 

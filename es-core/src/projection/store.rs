@@ -27,6 +27,27 @@ pub trait Checkpoints: EventStore {
     /// reactor's first run starts after it.
     fn head(&self) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send;
 
+    /// Claims, or renews, the right to run the listener keyed `key` for `lease`: `true` when
+    /// this store (this process's) holds it now, `false` while another holds it and it has
+    /// not run out (this process's runner then waits as a standby). A store shared by
+    /// several processes keeps one holder per key; the default, for a store of one process,
+    /// always grants it.
+    fn claim(
+        &self,
+        key: &str,
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (key, lease);
+        std::future::ready(Ok(true))
+    }
+
+    /// Gives up the right to run the listener keyed `key` (its runner stopped), so a
+    /// standby takes over at once. The default does nothing.
+    fn release(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let _ = key;
+        std::future::ready(Ok(()))
+    }
+
     /// How many events of `types` lie after `after` up to `up_to` (inclusive), for a
     /// rebuild's progress; `None` where the store cannot count cheaply (the default).
     fn count(

@@ -388,3 +388,113 @@ async fn the_status_says_how_far_behind_the_log_a_read_model_is() {
     assert_eq!(handled.load(Ordering::SeqCst), 2_000);
     slow.stop().await;
 }
+
+/// A running total kept in the projection itself (`&mut self`), written as a row per
+/// deposit: right only if one runner sees every deposit.
+struct Running {
+    table: String,
+    total: i64,
+    handled: Arc<AtomicU64>,
+}
+
+impl Projection for Running {
+    const NAME: &'static str = "running";
+    const VERSION: u32 = 1;
+    const KIND: Kind = Kind::ReadModel;
+    const EVENT_TYPES: &'static [&'static str] = &["Deposited"];
+    type Context = PgConnection;
+
+    fn handle<'a>(
+        &'a mut self,
+        record: &'a RecordedEvent,
+        tx: &'a mut PgConnection,
+    ) -> HandleFuture<'a> {
+        Box::pin(async move {
+            let total = self.total + record.payload["amount"].as_i64().unwrap_or(0);
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO {} (event_id, stream_id, amount) VALUES ($1, $2, $3)",
+                self.table
+            )))
+            .bind(record.event_id)
+            .bind(record.stream.id())
+            .bind(total)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| HandlerError::handler(&e))?;
+            // Decide, then mutate: a failed write leaves the total as it was.
+            self.total = total;
+            self.handled.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+    }
+}
+
+/// Two "processes" (stores on pools of their own) run one read model: one runs it, the
+/// other stands by, so state kept in the projection itself sees every event (the last
+/// running total is the sum of all deposits), and the standby's `wait_for` follows the
+/// runner's checkpoint. Stopped, the runner hands over at once: the standby goes on, and
+/// every deposit is written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_stands_by_and_takes_over_when_the_first_stops() {
+    let store = support::store().await;
+    let table = ledger_table(&store).await;
+    let other = PostgresStore::new(support::pool(4).await)
+        .with_schema(store.schema())
+        .expect("schema");
+    let (in_a, in_b) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let running = |handled: &Arc<AtomicU64>| Running {
+        table: table.clone(),
+        total: 0,
+        handled: Arc::clone(handled),
+    };
+    let a = Projector::new(store.clone(), running(&in_a)).spawn();
+    // A holds the lease before B starts.
+    let (first, _, _) = deposits(&store, 1, 10).await;
+    a.wait_for(first, Duration::from_secs(60))
+        .await
+        .expect("runner a");
+    let b = Projector::new(other.clone(), running(&in_b)).spawn();
+    let (last, rows, sum) = deposits(&store, 4, 250).await;
+    for h in [&a, &b] {
+        h.wait_for(last, Duration::from_secs(60))
+            .await
+            .expect("caught up, or followed");
+    }
+    let sum = sum + 55;
+    let rows = rows + 10;
+    assert_eq!(
+        in_b.load(Ordering::SeqCst),
+        0,
+        "the standby handled nothing"
+    );
+    assert_eq!(
+        in_a.load(Ordering::SeqCst),
+        u64::try_from(rows).expect("small")
+    );
+    let last_total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT max(amount) FROM {table}"
+    )))
+    .fetch_one(store.pool())
+    .await
+    .expect("total");
+    assert_eq!(last_total, sum, "one runner saw every deposit");
+
+    // A stops and hands over: B goes on from A's checkpoint.
+    a.stop().await;
+    let (last, more, _) = deposits(&store, 2, 50).await;
+    b.wait_for(last, Duration::from_secs(30))
+        .await
+        .expect("B took over");
+    assert_eq!(
+        in_b.load(Ordering::SeqCst),
+        u64::try_from(more).expect("small"),
+        "B handled what came after"
+    );
+    let (count, distinct, _) = totals(&store, &table).await;
+    assert_eq!(
+        (count, distinct),
+        (rows + more, rows + more),
+        "every deposit once"
+    );
+    b.stop().await;
+}
