@@ -261,6 +261,7 @@ where
             behind_after: None,
             counts: true,
             leased_at: None,
+            stopping: None,
         };
         tokio::spawn(runner.run());
         ProjectionHandle {
@@ -351,6 +352,8 @@ struct Runner<S, P: Projection> {
     counts: bool,
     /// When it last claimed or renewed the listener's lease, while it holds it.
     leased_at: Option<Instant>,
+    /// The caller of `stop`, answered when the runner has stopped.
+    stopping: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// A rebuild in progress: the position at which the new version takes over, and how many
@@ -401,14 +404,27 @@ where
     }
 
     async fn run(mut self) {
+        self.go().await;
+        // A standby elsewhere takes over at once, rather than when the lease runs out; and
+        // before `stop().await` returns, so a process that exits right after leaves no lease.
+        if self.leased_at.take().is_some()
+            && let Err(e) = self.store.release(&self.key).await
+        {
+            tracing::warn!(projection = P::NAME, error = %e, "releasing the lease failed");
+        }
+        // Stopped before the caller hears so: `stop().await` then sees it.
+        self.status
+            .send_modify(|s| s.state = ProjectionState::Stopped);
+        if let Some(reply) = self.stopping.take() {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Readies the version, finds where to start, and follows the log until stopped.
+    async fn go(&mut self) {
         // The version first: a version whose tables are new starts with no checkpoint.
-        let serving = match self.prepare().await {
-            Some(serving) => serving,
-            None => {
-                self.status
-                    .send_modify(|s| s.state = ProjectionState::Stopped);
-                return;
-            }
+        let Some(serving) = self.prepare().await else {
+            return;
         };
         let stop = loop {
             match self.starting_position().await {
@@ -431,14 +447,6 @@ where
         if stop.is_none() {
             self.publish(0);
             self.follow().await;
-        }
-        self.status
-            .send_modify(|s| s.state = ProjectionState::Stopped);
-        // A standby elsewhere takes over at once, rather than when the lease runs out.
-        if self.leased_at.take().is_some()
-            && let Err(e) = self.store.release(&self.key).await
-        {
-            tracing::warn!(projection = P::NAME, error = %e, "releasing the lease failed");
         }
     }
 
@@ -598,9 +606,8 @@ where
                 message = self.control.recv() => match message {
                     None => return,
                     Some(Control::Stop(reply)) => {
-                        // Stopped before the caller hears so: `stop().await` then sees it.
-                        self.status.send_modify(|s| s.state = ProjectionState::Stopped);
-                        let _ = reply.send(());
+                        // Answered once the lease is given up (`run`).
+                        self.stopping = Some(reply);
                         return;
                     }
                     Some(Control::Skip(position, reply)) => {
@@ -904,9 +911,8 @@ where
                 message = self.control.recv() => match message {
                     None => return Flow::Stop,
                     Some(Control::Stop(reply)) => {
-                        // Stopped before the caller hears so: `stop().await` then sees it.
-                        self.status.send_modify(|s| s.state = ProjectionState::Stopped);
-                        let _ = reply.send(());
+                        // Answered once the lease is given up (`run`).
+                        self.stopping = Some(reply);
                         return Flow::Stop;
                     }
                     Some(Control::Skip(position, reply)) if Some(position) == failing => {
