@@ -42,6 +42,9 @@ const RENEW_EVERY: Duration = Duration::from_secs(3);
 /// How often a standby looks whether it may run, and how far the holder got.
 const STANDBY_POLL: Duration = Duration::from_millis(250);
 
+/// How long a stopping runner waits for its store to take its lease back.
+const RELEASE_WITHIN: Duration = Duration::from_secs(2);
+
 /// Where a listener without a checkpoint starts.
 #[derive(Clone, Copy, Debug)]
 enum Start {
@@ -407,10 +410,15 @@ where
         self.go().await;
         // A standby elsewhere takes over at once, rather than when the lease runs out; and
         // before `stop().await` returns, so a process that exits right after leaves no lease.
-        if self.leased_at.take().is_some()
-            && let Err(e) = self.store.release(&self.key).await
-        {
-            tracing::warn!(projection = P::NAME, error = %e, "releasing the lease failed");
+        // Bounded: a store that does not answer leaves the lease to run out instead.
+        if self.leased_at.take().is_some() {
+            match tokio::time::timeout(RELEASE_WITHIN, self.store.release(&self.key)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(projection = P::NAME, error = %e, "releasing the lease failed");
+                }
+                Err(_) => tracing::warn!(projection = P::NAME, "releasing the lease timed out"),
+            }
         }
         // Stopped before the caller hears so: `stop().await` then sees it.
         self.status
