@@ -398,15 +398,15 @@ impl SlowDeposits {
     }
 }
 
-/// The status says how many events of its types a read model is behind: counted when it
-/// starts (the 3,000 deposits, not the opening it does not read), less while it catches up
-/// (about once a second: it takes 3 s), and 0 with the position `wait_for` waits for.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_status_says_how_far_behind_the_log_a_read_model_is() {
-    let store = InMemoryStore::new();
+/// An account opened with `deposits` deposits of 1: its repository, its id and the last
+/// deposit's position.
+async fn opened_with_deposits(
+    store: &InMemoryStore,
+    deposits: usize,
+) -> (Repository<Account, InMemoryStore>, AccountId, Position) {
     let accounts = Repository::<Account, _>::new(store.clone());
     let id = AccountId::new();
-    accounts
+    let mut last = accounts
         .execute(
             &id,
             OpenAccount {
@@ -414,15 +414,25 @@ async fn the_status_says_how_far_behind_the_log_a_read_model_is() {
             },
         )
         .await
-        .expect("opens");
-    let mut last = None;
-    for _ in 0..3_000 {
+        .expect("opens")
+        .position;
+    for _ in 0..deposits {
         last = accounts
             .execute(&id, Deposit { amount: 1 })
             .await
             .expect("deposits")
             .position;
     }
+    (accounts, id, last.expect("a position"))
+}
+
+/// The status says how many events of its types a read model is behind: counted when it
+/// starts (the 3,000 deposits, not the opening it does not read), less while it catches up
+/// (about once a second: it takes 3 s), and 0 with the position `wait_for` waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_says_how_far_behind_the_log_a_read_model_is() {
+    let store = InMemoryStore::new();
+    let (accounts, id, last) = opened_with_deposits(&store, 3_000).await;
     let slow = Projector::new(store.clone(), SlowDeposits::default()).spawn();
     let deadline = std::time::Instant::now() + WAIT;
     let mut seen = Vec::new();
@@ -445,9 +455,7 @@ async fn the_status_says_how_far_behind_the_log_a_read_model_is() {
         seen.iter().any(|&b| b > 0 && b < 3_000),
         "counted again while catching up: {seen:?}"
     );
-    slow.wait_for(last.expect("a position"), WAIT)
-        .await
-        .expect("caught up");
+    slow.wait_for(last, WAIT).await.expect("caught up");
     assert_eq!(slow.status().behind, Some(0));
     assert_eq!(slow.read(|s| s.seen), 3_000);
 
@@ -468,29 +476,9 @@ async fn the_status_says_how_far_behind_the_log_a_read_model_is() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_reads_zero_after_a_full_last_batch() {
     let store = InMemoryStore::new();
-    let accounts = Repository::<Account, _>::new(store.clone());
-    let id = AccountId::new();
-    accounts
-        .execute(
-            &id,
-            OpenAccount {
-                owner: "ada".into(),
-            },
-        )
-        .await
-        .expect("opens");
-    let mut last = None;
-    for _ in 0..999 {
-        last = accounts
-            .execute(&id, Deposit { amount: 1 })
-            .await
-            .expect("deposits")
-            .position;
-    }
+    let (_, _, last) = opened_with_deposits(&store, 999).await;
     let slow = Projector::new(store.clone(), SlowDeposits::default()).spawn();
-    slow.wait_for(last.expect("a position"), WAIT)
-        .await
-        .expect("caught up");
+    slow.wait_for(last, WAIT).await.expect("caught up");
     assert_eq!(slow.status().behind, Some(0));
     assert_eq!(slow.read(|s| s.seen), 999);
     slow.stop().await;
