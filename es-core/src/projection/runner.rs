@@ -998,27 +998,8 @@ where
         {
             return Lead::Run;
         }
-        match self.store.claim(&self.key, LEASE).await {
-            Ok(true) => {
-                if self.leased_at.is_none() {
-                    tracing::info!(projection = P::NAME, key = %self.key, "running (holds the lease)");
-                }
-                self.leased_at = Some(Instant::now());
-                return Lead::Run;
-            }
-            Ok(false) => {
-                if self.leased_at.take().is_some() {
-                    tracing::warn!(projection = P::NAME, key = %self.key, "lost the lease: standing by");
-                }
-            }
-            // Run, as runners do without leases (the lock and the checkpoint still make each
-            // effect once), and try again when a renewal is due: a store whose leases cannot
-            // be read (not migrated yet) does not stop its listeners.
-            Err(e) => {
-                tracing::warn!(projection = P::NAME, error = %e, "claiming the lease failed; running without it");
-                self.leased_at = Some(Instant::now());
-                return Lead::Run;
-            }
+        if self.hold_lease().await {
+            return Lead::Run;
         }
         let Some(end) = rest.last().map(Delivery::position) else {
             return Lead::Done;
@@ -1043,18 +1024,34 @@ where
 
     /// Renews the lease it holds, when due (idle: no batch renewed it).
     async fn renew(&mut self) {
-        if self.leased_at.is_none_or(|at| at.elapsed() < RENEW_EVERY) {
-            return;
+        if self.leased_at.is_some_and(|at| at.elapsed() >= RENEW_EVERY) {
+            self.hold_lease().await;
         }
-        match self.store.claim(&self.key, LEASE).await {
-            Ok(true) => self.leased_at = Some(Instant::now()),
-            Ok(false) => {
-                self.leased_at = None;
+    }
+
+    /// Claims or renews the listener's lease: whether this runner holds it now. A claim that
+    /// fails counts as held until the next renewal: runners then run as they do without
+    /// leases (the lock and the checkpoint still make each effect once), so a store whose
+    /// leases cannot be read (not migrated yet) does not stop its listeners.
+    async fn hold_lease(&mut self) -> bool {
+        let held = match self.store.claim(&self.key, LEASE).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(projection = P::NAME, error = %e, "claiming the lease failed; running without it");
+                true
+            }
+        };
+        match (held, self.leased_at.is_some()) {
+            (true, false) => {
+                tracing::info!(projection = P::NAME, key = %self.key, "running (holds the lease)");
+            }
+            (false, true) => {
                 tracing::warn!(projection = P::NAME, key = %self.key, "lost the lease: standing by");
             }
-            // Tried again at the next batch, or the next renewal.
-            Err(e) => tracing::warn!(projection = P::NAME, error = %e, "renewing the lease failed"),
+            _ => {}
         }
+        self.leased_at = held.then(Instant::now);
+        held
     }
 
     /// Publishes the position reached and the rate.
